@@ -1,0 +1,83 @@
+"""Names of the API surface, in one place: group, version, labels, annotations, reasons."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+GROUP: Final = "llm.byok.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+KIND: Final = "TenantLLMConfig"
+PLURAL: Final = "tenantllmconfigs"
+SHORT_NAME: Final = "tlc"
+CRD_NAME: Final = f"{PLURAL}.{GROUP}"
+
+FINALIZER: Final = f"{GROUP}/cleanup"
+MANAGER: Final = "byok-operator"
+
+# Secrets carrying raw provider keys are watched only when they carry this label.
+CREDENTIALS_LABEL: Final = f"{GROUP}/credentials"
+# Labels on what the operator creates.
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+TENANT_UID_LABEL: Final = f"{GROUP}/tenant-uid"
+TENANT_NAME_LABEL: Final = f"{GROUP}/tenant-name"
+TENANT_NAMESPACE_LABEL: Final = f"{GROUP}/tenant-namespace"
+
+# Annotations on a TenantLLMConfig.
+ROTATE_VIRTUAL_KEY_ANNOTATION: Final = f"{GROUP}/rotate-virtual-key"
+SECRETS_VERSION_ANNOTATION: Final = f"{GROUP}/secrets-version"
+
+GATEWAY_SECRET_SUFFIX: Final = "-llm-gateway"
+GATEWAY_SECRET_URL_KEY: Final = "LITELLM_BASE_URL"
+GATEWAY_SECRET_KEY_KEY: Final = "LITELLM_API_KEY"
+
+
+class Mode(StrEnum):
+    BYOK = "BYOK"
+    PLATFORM = "Platform"
+
+
+class Provider(StrEnum):
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    KEYS_VALID = "KeysValid"
+    GATEWAY_READY = "GatewayReady"
+    ROTATION_DUE = "RotationDue"
+
+
+class Reason(StrEnum):
+    """Condition reasons (CamelCase, per the Kubernetes API conventions)."""
+
+    SECRET_NOT_FOUND = "SecretNotFound"
+    INVALID_FORMAT = "InvalidFormat"
+    INVALID_KEY = "InvalidKey"
+    VALIDATION_UNAVAILABLE = "ValidationUnavailable"
+    MODELS_NOT_AVAILABLE = "ModelsNotAvailable"
+    KEYS_VALID = "KeysValid"
+    GATEWAY_UNAVAILABLE = "GatewayUnavailable"
+    GATEWAY_ERROR = "GatewayError"
+    PROVISIONED = "Provisioned"
+    RECONCILING = "Reconciling"
+    READY = "Ready"
+    NOT_APPLICABLE = "NotApplicable"
+    KEY_FRESH = "KeyFresh"
+    KEY_TOO_OLD = "KeyTooOld"
+    DECRYPTION_FAILED = "DecryptionFailed"
+
+
+class AuditAction(StrEnum):
+    BYOK_ENABLED = "BYOK_ENABLED"
+    BYOK_KEYS_ROTATED = "BYOK_KEYS_ROTATED"
+    BYOK_DISABLED = "BYOK_DISABLED"
+    BYOK_KEY_INVALID = "BYOK_KEY_INVALID"
+    PLATFORM_ENABLED = "PLATFORM_ENABLED"
+    VIRTUAL_KEY_ISSUED = "VIRTUAL_KEY_ISSUED"
+    VIRTUAL_KEY_ROTATED = "VIRTUAL_KEY_ROTATED"
+    VIRTUAL_KEY_REVOKED = "VIRTUAL_KEY_REVOKED"
+    GATEWAY_REPAIRED = "GATEWAY_REPAIRED"
+    TENANT_DELETED = "TENANT_DELETED"
