@@ -29,6 +29,8 @@ log() { echo "build-k8s-binaries: $*" >&2; }
 export GOFLAGS=-mod=mod CGO_ENABLED=0 GOTOOLCHAIN=local
 
 staging_minor="v0.${K8S_VERSION#v1.}"
+k8s_minor=${K8S_VERSION#v1.}
+k8s_minor=${k8s_minor%%.*}
 k8s_mod="$ROOT/src-k8s"
 mkdir -p "$k8s_mod"
 cd "$k8s_mod"
@@ -53,27 +55,11 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubectl/pkg/cmd"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
-GO
-  mkdir -p kubectl
-  cat > kubectl/main.go <<'GO'
-package main
-
-import (
-	"k8s.io/component-base/cli"
-	"k8s.io/kubectl/pkg/cmd"
-)
-
-func main() {
-	command := cmd.NewDefaultKubectlCommand()
-	if err := cli.RunNoErrOutput(command); err != nil {
-		cmd.CheckErr(err)
-	}
-}
 GO
 fi
-ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${K8S_VERSION#v1.}"
+ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor"
 go mod tidy >&2 2>"$ROOT/tidy.log" || { cat "$ROOT/tidy.log" >&2; exit 1; }
 if [ ! -x "$BIN/kube-apiserver" ]; then
   log "building kube-apiserver (several minutes on 2 cores)"
@@ -82,7 +68,7 @@ if [ ! -x "$BIN/kube-apiserver" ]; then
 fi
 if [ ! -x "$BIN/kubectl" ]; then
   log "building kubectl"
-  go build -trimpath -ldflags "$ldflags" -o "$BIN/kubectl.tmp" ./kubectl >&2
+  go build -trimpath -ldflags "$ldflags" -o "$BIN/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl >&2
   mv "$BIN/kubectl.tmp" "$BIN/kubectl"
 fi
 

@@ -68,6 +68,7 @@ class Reason(StrEnum):
     KEY_FRESH = "KeyFresh"
     KEY_TOO_OLD = "KeyTooOld"
     DECRYPTION_FAILED = "DecryptionFailed"
+    INVALID_SPEC = "InvalidSpec"
 
 
 class AuditAction(StrEnum):

@@ -1,0 +1,74 @@
+"""``byok-operator``: run the operator, or make an encryption key."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from cryptography.fernet import Fernet
+
+from byok_operator import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="byok-operator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run", help="run the operator against the current kubeconfig (or in-cluster)"
+    )
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); default: all namespaces",
+    )
+    run.add_argument(
+        "--liveness",
+        default=None,
+        help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (off by default)",
+    )
+    run.add_argument(
+        "--peering",
+        default=None,
+        help="kopf peering object name for several replicas (default: standalone)",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub.add_parser("keygen", help="print a new Fernet encryption key")
+    sub.add_parser("version", help="print the version")
+    args = parser.parse_args(argv)
+    if args.command == "keygen":
+        print(Fernet.generate_key().decode())
+        return 0
+    if args.command == "version":
+        print(__version__)
+        return 0
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    import byok_operator.handlers  # noqa: F401  (registers the handlers)
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Libraries that would log request URLs or bodies at INFO stay quiet.
+    for noisy in ("httpx", "httpcore", "openai", "anthropic", "kubernetes", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

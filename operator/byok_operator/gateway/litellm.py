@@ -1,0 +1,893 @@
+"""Async admin client for the LiteLLM proxy: credentials, tenant deployments, virtual keys.
+
+Written and tested against LiteLLM 1.108.7 (open-source edition, Postgres, ``STORE_MODEL_IN_DB``).
+Every call is idempotent, so a reconcile that crashed half-way can simply run again:
+
+- upserts look before they write, and treat "someone created it meanwhile" as success;
+- deletes return ``False`` instead of failing when the object is already gone;
+- virtual keys carry a deterministic alias; LiteLLM refuses a second key with the same alias,
+  which surfaces as :class:`DuplicateKeyAliasError` carrying the existing key's info.
+
+Everything this client creates is marked with a small dict under ``"byok"`` in LiteLLM's own
+free-form field (``credential_info``, ``model_info``, key ``metadata``)::
+
+    {"byok": {"managed_by": "byok-operator", <caller's info>}}
+
+Nesting keeps our markers apart from LiteLLM's fields, and LiteLLM replaces a nested dict
+whole on update, so stale markers do not linger. The ``list_*`` helpers read it back for
+drift repair and orphan sweeps.
+
+Secrets: provider keys only travel in request bodies, which are never logged nor put into
+exceptions; virtual keys are hashed to their token (sha256, as LiteLLM stores them) before
+they appear in a URL; error messages from LiteLLM pass through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar
+from urllib.parse import quote, urlsplit
+
+import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from byok_operator.api import MANAGER, Provider
+
+log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=BaseModel)
+
+MARKER_FIELD: Final = "byok"
+"""Key of our marker dict inside credential_info / model_info / key metadata."""
+MANAGED_BY_KEY: Final = "managed_by"
+
+PAGE_SIZE: Final = 100  # /key/list refuses more than 100 per page
+MAX_MESSAGE_CHARS: Final = 500
+
+_SK_PATTERN: Final = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-.*]+")
+_BEARER_PATTERN: Final = re.compile(r"(?i)\b(bearer\s+)[^\s'\",;}]+")
+_WRAPPED_ERROR: Final = re.compile(r"""^\{\s*['"]error['"]\s*:\s*['"](.*)['"]\s*\}$""", re.DOTALL)
+_TOKEN_PATTERN: Final = re.compile(r"^[0-9a-f]{64}$")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Remove secrets from text that may end up in an exception, a log line or a status.
+
+    Replaces each given secret verbatim, then anything shaped like a LiteLLM or provider key
+    (``sk-...``, ``sk-ant-...``, LiteLLM's own ``sk-...abcd`` key names) and bearer tokens.
+    """
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    text = _SK_PATTERN.sub("sk-***", text)
+    return _BEARER_PATTERN.sub(r"\1***", text)
+
+
+def token_of(key_or_token: str) -> str:
+    """The token (sha256 hex) LiteLLM stores for a virtual key; a token is returned as is.
+
+    Mirrors LiteLLM: values starting with ``sk-`` are keys and get hashed. Hashing on our side
+    keeps the secret out of URLs (and so out of access logs and httpx's request log).
+    """
+    if key_or_token.startswith("sk-") or not _TOKEN_PATTERN.match(key_or_token):
+        return hashlib.sha256(key_or_token.encode()).hexdigest()
+    return key_or_token
+
+
+class GatewayError(Exception):
+    """A LiteLLM call failed. ``retryable`` says whether trying again later may help.
+
+    The message is already redacted: it never carries a request body, a header or a key.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retryable: bool,
+        error_type: str | None = None,
+    ) -> None:
+        self.message = redact(message)
+        self.status = status
+        self.retryable = retryable
+        self.error_type = error_type
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class DuplicateKeyAliasError(GatewayError):
+    """A virtual key with this alias exists already; ``existing`` is its info (if still found).
+
+    LiteLLM cannot show an existing key's secret again, so the caller decides: adopt the key
+    if it still holds the secret (e.g. in its encrypted copy), or delete it and generate anew.
+    """
+
+    def __init__(self, message: str, *, alias: str, existing: KeyInfo | None) -> None:
+        super().__init__(message, status=400, retryable=False, error_type="duplicate_key_alias")
+        self.alias = alias
+        self.existing = existing
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CredentialInfo(_Frozen):
+    """A LiteLLM credential, without its values (LiteLLM only shows them masked anyway)."""
+
+    name: str
+    provider: str | None = None
+    info: dict[str, str] = Field(default_factory=dict)
+    managed: bool = False
+    source: str = "db"
+
+
+class DeploymentInfo(_Frozen):
+    """A LiteLLM deployment (one entry of the model list)."""
+
+    id: str
+    model_name: str
+    litellm_model: str
+    credential_name: str | None = None
+    info: dict[str, str] = Field(default_factory=dict)
+    managed: bool = False
+
+
+class KeySpec(_Frozen):
+    """What a virtual key may do. ``models`` must name every model the key may call.
+
+    LiteLLM reads an empty model list as "all models", which would include other tenants'
+    BYOK deployments and so their provider keys: an empty list is refused here.
+    """
+
+    alias: str = Field(min_length=1)
+    models: tuple[str, ...]
+    aliases: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    max_budget: float | None = Field(default=None, ge=0)
+    budget_duration: str | None = None
+    rpm_limit: int | None = Field(default=None, ge=0)
+    tpm_limit: int | None = Field(default=None, ge=0)
+    model_rpm_limit: dict[str, int] = Field(default_factory=dict)
+    model_tpm_limit: dict[str, int] = Field(default_factory=dict)
+
+    @field_validator("models")
+    @classmethod
+    def _explicit_models(cls, models: tuple[str, ...]) -> tuple[str, ...]:
+        _require_explicit_models(models)
+        return models
+
+    @model_validator(mode="after")
+    def _references_known_models(self) -> Self:
+        allowed = set(self.models)
+        for field, names in (
+            ("aliases", set(self.aliases.values())),
+            ("model_rpm_limit", set(self.model_rpm_limit)),
+            ("model_tpm_limit", set(self.model_tpm_limit)),
+        ):
+            unknown = sorted(names - allowed)
+            if unknown:
+                raise ValueError(f"{field} names models the key may not call: {unknown}")
+        return self
+
+
+class IssuedKey(_Frozen):
+    """A freshly generated virtual key. ``key`` is the secret; ``token`` is safe to show."""
+
+    key: SecretStr
+    token: str
+    alias: str
+
+
+class KeyInfo(_Frozen):
+    """What LiteLLM knows about a virtual key (never the key itself)."""
+
+    token: str
+    alias: str | None = None
+    spend: float = 0.0
+    max_budget: float | None = None
+    budget_duration: str | None = None
+    budget_reset_at: datetime | None = None
+    models: tuple[str, ...] = ()
+    aliases: dict[str, str] = Field(default_factory=dict)
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    managed: bool = False
+    blocked: bool = False
+    status: str | None = None  # /key/info only: "active" | "expired" | "revoked"
+
+
+def _require_explicit_models(models: Sequence[str]) -> None:
+    if not models:
+        raise ValueError(
+            "a virtual key needs an explicit, non-empty model list: "
+            "LiteLLM treats an empty list as access to every model"
+        )
+    if any(not m for m in models):
+        raise ValueError("model names must not be empty")
+
+
+# --- what LiteLLM sends back (only the fields we read; the rest is ignored) ---
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _WireCredential(_Wire):
+    credential_name: str
+    credential_info: dict[str, Any] | None = None
+    source: str = "db"
+
+
+class _WireDeployment(_Wire):
+    model_name: str
+    litellm_params: dict[str, Any]
+    model_info: dict[str, Any]
+
+
+class _WireDeploymentPage(_Wire):
+    data: list[_WireDeployment] = Field(default_factory=list)
+    total_pages: int = 0
+
+
+class _WireKey(_Wire):
+    token: str | None = None
+    key_alias: str | None = None
+    spend: float | None = None
+    max_budget: float | None = None
+    budget_duration: str | None = None
+    budget_reset_at: datetime | None = None
+    models: list[str] | None = None
+    aliases: dict[str, Any] | None = None
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
+    metadata: dict[str, Any] | None = None
+    blocked: bool | None = None
+    status: str | None = None
+
+
+class _WireKeyPage(_Wire):
+    keys: list[_WireKey] = Field(default_factory=list)
+    total_pages: int = 0
+
+
+class _WireKeyInfo(_Wire):
+    info: _WireKey
+
+
+class _WireIssuedKey(_Wire):
+    key: str
+    token: str
+    key_alias: str | None = None
+
+
+def _read_marker(container: Mapping[str, Any] | None) -> tuple[dict[str, str], bool]:
+    """Our info dict (without the managed-by entry) and whether the object is ours."""
+    raw = (container or {}).get(MARKER_FIELD)
+    if not isinstance(raw, Mapping):
+        return {}, False
+    info = {str(k): v for k, v in raw.items() if isinstance(v, str)}
+    managed = info.pop(MANAGED_BY_KEY, None) == MANAGER
+    return info, managed
+
+
+def _matches(info: Mapping[str, str], match: Mapping[str, str] | None) -> bool:
+    return match is None or all(info.get(k) == v for k, v in match.items())
+
+
+def _key_info(wire: _WireKey, token: str) -> KeyInfo:
+    info, managed = _read_marker(wire.metadata)
+    return KeyInfo(
+        token=token,
+        alias=wire.key_alias,
+        spend=wire.spend or 0.0,
+        max_budget=wire.max_budget,
+        budget_duration=wire.budget_duration,
+        budget_reset_at=wire.budget_reset_at,
+        models=tuple(wire.models or ()),
+        aliases={k: v for k, v in (wire.aliases or {}).items() if isinstance(v, str)},
+        rpm_limit=wire.rpm_limit,
+        tpm_limit=wire.tpm_limit,
+        metadata=info,
+        managed=managed,
+        blocked=bool(wire.blocked),
+        status=wire.status,
+    )
+
+
+def _deployment_info(wire: _WireDeployment) -> DeploymentInfo:
+    info, managed = _read_marker(wire.model_info)
+    credential = wire.litellm_params.get("litellm_credential_name")
+    return DeploymentInfo(
+        id=str(wire.model_info.get("id", "")),
+        model_name=wire.model_name,
+        litellm_model=str(wire.litellm_params.get("model", "")),
+        credential_name=credential if isinstance(credential, str) else None,
+        info=info,
+        managed=managed,
+    )
+
+
+def _credential_info(wire: _WireCredential) -> CredentialInfo:
+    info, managed = _read_marker(wire.credential_info)
+    provider = (wire.credential_info or {}).get("custom_llm_provider")
+    return CredentialInfo(
+        name=wire.credential_name,
+        provider=provider if isinstance(provider, str) else None,
+        info=info,
+        managed=managed,
+        source=wire.source,
+    )
+
+
+def _hint(status: int) -> str:
+    if status == 401:
+        return "check LITELLM_MASTER_KEY: the operator must use the proxy's master key"
+    if status == 403:
+        return (
+            "the master key may not do this, or it is an Enterprise-only feature "
+            "of LiteLLM; check LITELLM_MASTER_KEY and the proxy's edition"
+        )
+    if status == 404:
+        return "the object does not exist in LiteLLM"
+    if status == 429:
+        return "LiteLLM is rate limiting the operator; will retry"
+    if status >= 500:
+        return "LiteLLM server error; will retry (the proxy's log says more)"
+    return "LiteLLM rejected the request; check the resource's spec and the LiteLLM version"
+
+
+def _is_retryable(status: int) -> bool:
+    return status >= 500 or status in (408, 425, 429)
+
+
+def _describe_detail(detail: object) -> str:
+    """FastAPI's ``detail``: a string, a dict, or a list of validation errors.
+
+    Only ``loc`` and ``msg`` of a validation error are used: its ``input`` may echo the
+    request body, which can hold a provider key.
+    """
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, Mapping):
+        for name in ("error", "message", "msg"):
+            if isinstance(detail.get(name), str):
+                return str(detail[name])
+        return "error details withheld"
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, Mapping):
+                loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+                parts.append(f"{loc}: {item.get('msg', '?')}" if loc else str(item.get("msg", "?")))
+        return "; ".join(parts) or "validation failed"
+    return "no details"
+
+
+def _litellm_message(response: httpx.Response) -> tuple[str, str | None, str | None]:
+    """LiteLLM's error message, type and param from an error response."""
+    try:
+        data = response.json()
+    except ValueError:
+        return (response.text.strip() or response.reason_phrase), None, None
+    if not isinstance(data, Mapping):
+        return "unexpected error body", None, None
+    error = data.get("error")
+    if isinstance(error, Mapping):
+        message = str(error.get("message", ""))
+        wrapped = _WRAPPED_ERROR.match(message)
+        if wrapped:
+            message = wrapped.group(1)
+        kind, param = error.get("type"), error.get("param")
+        return (
+            message,
+            kind if isinstance(kind, str) else None,
+            param if isinstance(param, str) else None,
+        )
+    if isinstance(error, str):
+        return error, None, None
+    if "detail" in data:
+        return _describe_detail(data["detail"]), None, None
+    return "unexpected error body", None, None
+
+
+def _display_url(base_url: str) -> str:
+    """The base URL without user info, for messages."""
+    parts = urlsplit(base_url)
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}".rstrip("/")
+
+
+class LiteLLMGateway:
+    """Admin client for one LiteLLM proxy. Use as ``async with LiteLLMGateway(...) as gw:``.
+
+    No retries inside: a :class:`GatewayError` says whether retrying may help, and the
+    caller (a kopf handler) decides when.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        master_key: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not master_key:
+            raise ValueError("LiteLLM master key is empty: set LITELLM_MASTER_KEY")
+        self._url = _display_url(base_url)
+        self._timeout = timeout
+        self._master_key = master_key
+        self._client = httpx.AsyncClient(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {master_key}"},
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"LiteLLMGateway({self._url!r})"
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- credentials ---
+
+    async def upsert_credential(
+        self,
+        name: str,
+        provider: Provider,
+        api_key: str,
+        *,
+        api_base: str | None,
+        info: Mapping[str, str],
+    ) -> None:
+        """Create the credential, or update it in place (the key swap is live for deployments).
+
+        PATCH first: it reads LiteLLM's database, so it also finds a credential another
+        replica created. ``api_base=None`` removes a previously set base URL. The whole
+        ``credential_info`` is sent each time: LiteLLM 1.108.7 stores the sent dict in the
+        database but merges it into its in-memory copy.
+        """
+        if not name:
+            raise ValueError("credential name must not be empty")
+        if not api_key:
+            raise ValueError(f"credential {name!r}: provider key is empty")
+        values: dict[str, str] = {"api_key": api_key}
+        if api_base:
+            values["api_base"] = api_base
+        credential_info = {
+            "custom_llm_provider": Provider(provider).value,
+            MARKER_FIELD: self._marker(info),
+        }
+        patch: dict[str, Any] = {"credential_values": values, "credential_info": credential_info}
+        if not api_base:
+            patch["credential_values_to_delete"] = ["api_base"]
+        path = f"/credentials/{quote(name, safe='')}"
+        secrets = (api_key,)
+        response = await self._send(
+            "PATCH",
+            path,
+            action=f"update credential {name!r}",
+            body=patch,
+            secrets=secrets,
+            accept=(404,),
+        )
+        if response.status_code != 404:
+            return
+        create = {
+            "credential_name": name,
+            "credential_values": values,
+            "credential_info": credential_info,
+        }
+        response = await self._send(
+            "POST",
+            "/credentials",
+            action=f"create credential {name!r}",
+            body=create,
+            secrets=secrets,
+            accept=(409,),
+        )
+        if response.status_code == 409:  # created concurrently: make it ours
+            await self._send(
+                "PATCH", path, action=f"update credential {name!r}", body=patch, secrets=secrets
+            )
+
+    async def get_credential(self, name: str) -> CredentialInfo | None:
+        response = await self._send(
+            "GET",
+            f"/credentials/by_name/{quote(name, safe='')}",
+            action=f"read credential {name!r}",
+            accept=(404,),
+        )
+        if response.status_code == 404:
+            return None
+        return _credential_info(self._parse(response, _WireCredential, "read credential"))
+
+    async def delete_credential(self, name: str) -> bool:
+        """Delete the credential; ``False`` if it was already gone."""
+        response = await self._send(
+            "DELETE",
+            f"/credentials/{quote(name, safe='')}",
+            action=f"delete credential {name!r}",
+            accept=(404,),
+        )
+        return response.status_code != 404
+
+    async def list_credentials(
+        self, *, match: Mapping[str, str] | None = None, managed_only: bool = True
+    ) -> list[CredentialInfo]:
+        """Credentials (names and info only), by default only ours, filtered by ``match``."""
+        response = await self._send("GET", "/credentials", action="list credentials")
+        payload = self._json(response, "list credentials")
+        raw = payload.get("credentials") if isinstance(payload, Mapping) else None
+        if not isinstance(raw, list):
+            raise self._shape_error("list credentials")
+        result = []
+        for item in raw:
+            credential = _credential_info(self._validate(item, _WireCredential, "list credentials"))
+            if (credential.managed or not managed_only) and _matches(credential.info, match):
+                result.append(credential)
+        return result
+
+    # --- deployments ---
+
+    async def get_deployment(self, deployment_id: str) -> DeploymentInfo | None:
+        """The deployment with this ``model_info.id``, or ``None``.
+
+        ``GET /v2/model/info?modelId=`` answers an empty page for an unknown id (the v1
+        endpoint answers 400 instead).
+        """
+        response = await self._send(
+            "GET",
+            "/v2/model/info",
+            action=f"read deployment {deployment_id!r}",
+            params={"modelId": deployment_id},
+        )
+        page = self._parse(response, _WireDeploymentPage, "read deployment")
+        for wire in page.data:
+            if wire.model_info.get("id") == deployment_id:
+                return _deployment_info(wire)
+        return None
+
+    async def upsert_deployment(
+        self,
+        deployment_id: str,
+        model_name: str,
+        litellm_model: str,
+        credential_name: str,
+        *,
+        info: Mapping[str, str],
+    ) -> None:
+        """Make deployment ``deployment_id`` serve ``model_name`` with the named credential.
+
+        Looks first and writes only on a difference. A second ``POST /model/new`` with the
+        same id fails with a 500 ("Failed to add model to db") rather than a conflict, so a
+        failed create is followed by a PATCH, which succeeds if the row exists after all
+        (another replica, or a router that has not loaded it yet).
+        """
+        if not (deployment_id and model_name and litellm_model and credential_name):
+            raise ValueError("deployment id, model name, litellm model and credential are required")
+        desired = DeploymentInfo(
+            id=deployment_id,
+            model_name=model_name,
+            litellm_model=litellm_model,
+            credential_name=credential_name,
+            info=dict(info),
+            managed=True,
+        )
+        body = {
+            "model_name": model_name,
+            "litellm_params": {"model": litellm_model, "litellm_credential_name": credential_name},
+            "model_info": {"id": deployment_id, MARKER_FIELD: self._marker(info)},
+        }
+        action = f"update deployment {deployment_id!r}"
+        existing = await self.get_deployment(deployment_id)
+        if existing == desired:
+            return
+        if existing is not None:
+            await self._patch_deployment(deployment_id, body, action)
+            return
+        try:
+            await self._send(
+                "POST", "/model/new", action=f"create deployment {deployment_id!r}", body=body
+            )
+        except GatewayError as create_error:
+            if create_error.status is None or create_error.status < 500:
+                raise
+            try:
+                await self._patch_deployment(deployment_id, body, action)
+            except GatewayError:
+                raise create_error from None
+
+    async def _patch_deployment(
+        self, deployment_id: str, body: Mapping[str, Any], action: str
+    ) -> None:
+        await self._send(
+            "PATCH", f"/model/{quote(deployment_id, safe='')}/update", action=action, body=body
+        )
+
+    async def delete_deployment(self, deployment_id: str) -> bool:
+        """Delete the deployment; ``False`` if it was already gone (LiteLLM answers 400)."""
+        action = f"delete deployment {deployment_id!r}"
+        response = await self._send(
+            "POST", "/model/delete", action=action, body={"id": deployment_id}, accept=(400,)
+        )
+        if response.status_code == 400:
+            message = _litellm_message(response)[0]
+            if "not found" in message.lower():
+                return False
+            raise self._error(response, action, ())
+        return True
+
+    async def list_deployments(
+        self,
+        *,
+        match: Mapping[str, str] | None = None,
+        managed_only: bool = True,
+        search: str | None = None,
+    ) -> list[DeploymentInfo]:
+        """Deployments, by default only ours, filtered by ``match`` on our info.
+
+        ``search`` narrows on the server side (case-insensitive substring of the model name).
+        """
+        result: list[DeploymentInfo] = []
+        page = 1
+        while True:
+            params: dict[str, str | int] = {"page": page, "size": PAGE_SIZE}
+            if search:
+                params["search"] = search
+            response = await self._send(
+                "GET", "/v2/model/info", action="list deployments", params=params
+            )
+            data = self._parse(response, _WireDeploymentPage, "list deployments")
+            for wire in data.data:
+                deployment = _deployment_info(wire)
+                if (deployment.managed or not managed_only) and _matches(deployment.info, match):
+                    result.append(deployment)
+            if page >= data.total_pages or not data.data:
+                return result
+            page += 1
+
+    # --- virtual keys ---
+
+    async def generate_key(self, spec: KeySpec) -> IssuedKey:
+        """Generate a virtual key. A duplicate alias raises :class:`DuplicateKeyAliasError`.
+
+        For crash-safe retries, call :meth:`find_key_by_alias` first.
+        """
+        _require_explicit_models(spec.models)  # also for a KeySpec built without validation
+        body: dict[str, Any] = {
+            "key_alias": spec.alias,
+            "models": list(spec.models),
+            "metadata": {MARKER_FIELD: self._marker(spec.metadata)},
+        }
+        optional: dict[str, object] = {
+            "aliases": spec.aliases,
+            "max_budget": spec.max_budget,
+            "budget_duration": spec.budget_duration,
+            "rpm_limit": spec.rpm_limit,
+            "tpm_limit": spec.tpm_limit,
+            "model_rpm_limit": spec.model_rpm_limit,
+            "model_tpm_limit": spec.model_tpm_limit,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None and v != {}})
+        action = f"generate key {spec.alias!r}"
+        response = await self._send(
+            "POST", "/key/generate", action=action, body=body, accept=(400,)
+        )
+        if response.status_code == 400:
+            message, _, param = _litellm_message(response)
+            if param == "key_alias" or "already exists" in message:
+                existing = await self.find_key_by_alias(spec.alias)
+                raise DuplicateKeyAliasError(
+                    f"LiteLLM {action} failed: a key with this alias exists already"
+                    + (f" (token {existing.token})" if existing else ""),
+                    alias=spec.alias,
+                    existing=existing,
+                )
+            raise self._error(response, action, ())
+        try:
+            issued = _WireIssuedKey.model_validate(response.json())
+        except (ValueError, ValidationError):
+            # The response holds the new secret: no detail from it goes into the message.
+            raise self._shape_error(action) from None
+        return IssuedKey(key=SecretStr(issued.key), token=issued.token, alias=spec.alias)
+
+    async def key_info(self, key_or_token: str) -> KeyInfo | None:
+        """What LiteLLM knows about a live key (given as secret or token); ``None`` if unknown.
+
+        LiteLLM also answers for deleted keys, from its archive, with ``status: "deleted"``:
+        those count as gone here.
+        """
+        token = token_of(key_or_token)
+        response = await self._send(
+            "GET", "/key/info", action="read key info", params={"key": token}, accept=(404,)
+        )
+        if response.status_code == 404:
+            return None
+        wire = self._parse(response, _WireKeyInfo, "read key info").info
+        return None if wire.status == "deleted" else _key_info(wire, token)
+
+    async def find_key_by_alias(self, alias: str) -> KeyInfo | None:
+        """The key with exactly this alias (``GET /key/list?key_alias=`` is an exact match)."""
+        response = await self._send(
+            "GET",
+            "/key/list",
+            action=f"find key {alias!r}",
+            params={"key_alias": alias, "return_full_object": "true", "size": PAGE_SIZE},
+        )
+        for wire in self._parse(response, _WireKeyPage, "find key").keys:
+            if wire.key_alias == alias and wire.token:
+                return _key_info(wire, wire.token)
+        return None
+
+    async def list_keys(
+        self,
+        *,
+        match: Mapping[str, str] | None = None,
+        managed_only: bool = True,
+        alias_contains: str | None = None,
+    ) -> list[KeyInfo]:
+        """Virtual keys, by default only ours, filtered by ``match`` on our metadata.
+
+        ``alias_contains`` narrows on the server side (case-insensitive substring).
+        """
+        result: list[KeyInfo] = []
+        page = 1
+        while True:
+            params: dict[str, str | int] = {
+                "return_full_object": "true",
+                "page": page,
+                "size": PAGE_SIZE,
+                "sort_by": "created_at",
+                "sort_order": "asc",
+            }
+            if alias_contains:
+                params.update(key_alias=alias_contains, substring_matching="true")
+            response = await self._send("GET", "/key/list", action="list keys", params=params)
+            data = self._parse(response, _WireKeyPage, "list keys")
+            for wire in data.keys:
+                if not wire.token:
+                    continue
+                key = _key_info(wire, wire.token)
+                if (key.managed or not managed_only) and _matches(key.metadata, match):
+                    result.append(key)
+            if page >= data.total_pages or not data.keys:
+                return result
+            page += 1
+
+    async def delete_keys(self, tokens_or_keys: Sequence[str]) -> int:
+        """Delete keys (secrets or tokens); returns how many existed. Missing keys are fine.
+
+        One call per key: ``POST /key/delete`` echoes its input as ``deleted_keys`` whether
+        or not each key existed, and answers 404 "No keys found" only when none did.
+        """
+        deleted = 0
+        for token in dict.fromkeys(token_of(k) for k in tokens_or_keys):
+            response = await self._send(
+                "POST",
+                "/key/delete",
+                action=f"delete key {token}",
+                body={"keys": [token]},
+                accept=(404,),
+            )
+            if response.status_code != 404:
+                deleted += 1
+        return deleted
+
+    async def health(self) -> bool:
+        """True when LiteLLM answers and its database is connected. Never raises."""
+        try:
+            response = await self._send("GET", "/health/readiness", action="health check")
+            payload = response.json()
+        except (GatewayError, ValueError):
+            return False
+        return isinstance(payload, Mapping) and payload.get("db") == "connected"
+
+    # --- plumbing ---
+
+    @staticmethod
+    def _marker(info: Mapping[str, str]) -> dict[str, str]:
+        return {**{str(k): str(v) for k, v in info.items()}, MANAGED_BY_KEY: MANAGER}
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        action: str,
+        params: Mapping[str, str | int] | None = None,
+        body: Mapping[str, Any] | None = None,
+        secrets: Sequence[str] = (),
+        accept: Sequence[int] = (),
+    ) -> httpx.Response:
+        """One HTTP call. Success and ``accept`` statuses are returned; the rest raise."""
+        try:
+            response = await self._client.request(method, path, params=params, json=body)
+        except httpx.TimeoutException:
+            raise GatewayError(
+                f"LiteLLM {action} failed: no answer from {self._url} within {self._timeout}s; "
+                "will retry",
+                retryable=True,
+            ) from None
+        except httpx.HTTPError as exc:
+            detail = redact(str(exc), (*secrets, self._master_key))
+            raise GatewayError(
+                f"LiteLLM {action} failed: cannot reach {self._url} "
+                f"({type(exc).__name__}: {detail or 'no details'}); check LITELLM_URL and that "
+                "the proxy is running",
+                retryable=True,
+            ) from None
+        log.debug("LiteLLM %s %s -> %s", method, path, response.status_code)
+        if response.is_success or response.status_code in accept:
+            return response
+        raise self._error(response, action, secrets)
+
+    def _error(self, response: httpx.Response, action: str, secrets: Sequence[str]) -> GatewayError:
+        status = response.status_code
+        message, kind, _ = _litellm_message(response)
+        message = redact(message, (*secrets, self._master_key))[:MAX_MESSAGE_CHARS]
+        return GatewayError(
+            f"LiteLLM {action} failed: HTTP {status}: {message} ({_hint(status)})",
+            status=status,
+            retryable=_is_retryable(status),
+            error_type=kind,
+        )
+
+    def _json(self, response: httpx.Response, action: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise self._shape_error(action) from None
+
+    def _parse(self, response: httpx.Response, model: type[_M], action: str) -> _M:
+        return self._validate(self._json(response, action), model, action)
+
+    def _validate(self, data: object, model: type[_M], action: str) -> _M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            # str(exc) would echo the input; name only the fields that did not fit.
+            fields = sorted({".".join(str(p) for p in e["loc"]) for e in exc.errors()})
+            raise GatewayError(
+                f"LiteLLM {action}: unexpected response (fields {fields}); "
+                "is the proxy a supported LiteLLM version?",
+                retryable=False,
+            ) from None
+
+    def _shape_error(self, action: str) -> GatewayError:
+        return GatewayError(
+            f"LiteLLM {action}: unexpected response from {self._url}; "
+            "is LITELLM_URL a supported LiteLLM proxy?",
+            retryable=False,
+        )

@@ -1,0 +1,186 @@
+"""Kubernetes reads and writes the operator makes besides kopf's own (Secrets, resource lookups).
+
+The official client is synchronous; calls run in worker threads so handlers stay async.
+Secret payloads are never logged: errors name the Secret and the status code only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from byok_operator import api
+from byok_operator.crypto import Vault, VaultConfigError
+from byok_operator.settings import Settings
+
+
+class KubeError(RuntimeError):
+    """A Kubernetes call failed for a reason other than 'not found'."""
+
+
+@dataclass(frozen=True)
+class SecretData:
+    name: str
+    data: dict[str, str] = field(repr=False)
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    resource_version: str
+
+
+def _decode(data: Mapping[str, str] | None) -> dict[str, str]:
+    return {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (data or {}).items()}
+
+
+def _encode(data: Mapping[str, str]) -> dict[str, str]:
+    return {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+
+
+def _explain(action: str, exc: ApiException) -> KubeError:
+    hint = {
+        403: "grant the operator's ServiceAccount this permission (see charts/byok-operator RBAC)",
+        422: "the object was rejected as invalid",
+    }.get(exc.status or 0, "retrying")
+    return KubeError(f"{action} failed with HTTP {exc.status} {exc.reason}: {hint}")
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+
+    async def read_secret(self, namespace: str, name: str) -> SecretData | None:
+        try:
+            obj = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _explain(f"reading Secret {namespace}/{name}", exc) from None
+        meta = obj.metadata
+        return SecretData(
+            name=name,
+            data=_decode(obj.data),
+            labels=dict(meta.labels or {}),
+            annotations=dict(meta.annotations or {}),
+            resource_version=meta.resource_version or "",
+        )
+
+    async def list_secrets(self, namespace: str, label_selector: str) -> list[SecretData]:
+        try:
+            items = await asyncio.to_thread(
+                self._core.list_namespaced_secret, namespace, label_selector=label_selector
+            )
+        except ApiException as exc:
+            raise _explain(f"listing Secrets in {namespace}", exc) from None
+        return [
+            SecretData(
+                name=obj.metadata.name,
+                data=_decode(obj.data),
+                labels=dict(obj.metadata.labels or {}),
+                annotations=dict(obj.metadata.annotations or {}),
+                resource_version=obj.metadata.resource_version or "",
+            )
+            for obj in items.items
+        ]
+
+    async def write_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        *,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str] | None = None,
+        owner: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Create or replace a Secret with exactly ``data``."""
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                namespace=namespace,
+                labels=dict(labels),
+                annotations=dict(annotations or {}),
+                owner_references=[owner] if owner else None,
+            ),
+            type="Opaque",
+            data=_encode(data),
+        )
+        try:
+            await asyncio.to_thread(self._core.create_namespaced_secret, namespace, body)
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise _explain(f"creating Secret {namespace}/{name}", exc) from None
+        try:
+            await asyncio.to_thread(self._core.replace_namespaced_secret, name, namespace, body)
+        except ApiException as exc:
+            raise _explain(f"updating Secret {namespace}/{name}", exc) from None
+
+    async def delete_secret(self, namespace: str, name: str) -> bool:
+        try:
+            await asyncio.to_thread(self._core.delete_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise _explain(f"deleting Secret {namespace}/{name}", exc) from None
+        return True
+
+    async def list_tenant_uids(self) -> set[str]:
+        """The uids of every TenantLLMConfig in the cluster (for orphan sweeps)."""
+        try:
+            result = await asyncio.to_thread(
+                self._custom.list_cluster_custom_object, api.GROUP, api.VERSION, api.PLURAL
+            )
+        except ApiException as exc:
+            raise _explain("listing TenantLLMConfigs", exc) from None
+        return {item["metadata"]["uid"] for item in result.get("items", [])}
+
+    async def annotate_tenant(
+        self, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> None:
+        patch = {"metadata": {"annotations": dict(annotations)}}
+        try:
+            await asyncio.to_thread(
+                self._custom.patch_namespaced_custom_object,
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                api.PLURAL,
+                name,
+                patch,
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _explain(f"annotating TenantLLMConfig {namespace}/{name}", exc) from None
+
+
+async def load_vault(settings: Settings, kube: Kube) -> Vault:
+    """The Fernet keys: from a mounted file if configured, else from the chart's Secret.
+
+    Raises VaultConfigError (the operator refuses to start) when they are missing or malformed.
+    """
+    if settings.encryption_keys_file:
+        path = Path(settings.encryption_keys_file)
+        if not path.is_file():
+            raise VaultConfigError(
+                f"BYOK_ENCRYPTION_KEYS_FILE={path} does not exist. Mount the encryption-key Secret "
+                "there, or unset the variable to read the Secret directly."
+            )
+        return Vault.from_text(path.read_text(), source=f"file {path}")
+    namespace, name = settings.operator_namespace, settings.encryption_secret
+    secret = await kube.read_secret(namespace, name)
+    if secret is None:
+        raise VaultConfigError(
+            f"Encryption-key Secret {namespace}/{name} not found. Create it with a data key 'keys' "
+            "holding one Fernet key per line, newest first (the Helm chart creates it), or set "
+            "BYOK_ENCRYPTION_KEYS_FILE."
+        )
+    return Vault.from_text(
+        secret.data.get("keys", ""), source=f"Secret {namespace}/{name} (data key 'keys')"
+    )

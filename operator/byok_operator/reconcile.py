@@ -1,0 +1,307 @@
+"""Pure decisions of the reconciler: names, desired gateway objects, key lifecycle, status.
+
+Nothing here does I/O or imports kopf: each function takes data and returns data, so every
+rule (what to commit, when to issue or revoke a virtual key, what the status says) is tested
+without a cluster or a gateway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from byok_operator.api import Mode, Provider
+from byok_operator.models import TenantSpec
+
+
+@dataclass(frozen=True)
+class TenantRef:
+    """Identity of one TenantLLMConfig."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int = 0
+
+
+# --- Names. Deterministic from the resource uid, so a retry after a crash finds, rather
+# --- than duplicates, what an earlier attempt created.
+
+
+def credential_name(uid: str, provider: Provider) -> str:
+    return f"byok-{uid}-{provider.value}"
+
+
+def deployment_id(uid: str, provider: Provider, model: str) -> str:
+    slug = re.sub(r"[^a-z0-9.-]+", "-", model.lower()).strip("-")[:40]
+    digest = hashlib.sha256(model.encode()).hexdigest()[:6]
+    return f"byok-{uid}-{provider.value}-{slug}-{digest}"
+
+
+def public_model_name(ref: TenantRef, tenant_id: str, model: str) -> str:
+    """The tenant-scoped deployment name; agents never type it (the key aliases it)."""
+    return f"byok-{tenant_id}-{ref.uid[:8]}/{model}"
+
+
+def key_alias(uid: str, serial: int) -> str:
+    return f"tlc-{uid}-{serial}"
+
+
+def vault_secret_name(uid: str) -> str:
+    return f"tlc-vault-{uid}"
+
+
+def gateway_secret_name(name: str) -> str:
+    return f"{name}-llm-gateway"
+
+
+# --- What the operator remembers between reconciles (stored as JSON beside the encrypted
+# --- copies in the vault Secret; it holds no secret material).
+
+KeyState = Literal["pending", "live", "retiring"]
+
+
+class KeyRecord(BaseModel):
+    alias: str
+    serial: int
+    mode: Mode
+    shape: str
+    state: KeyState
+    token: str | None = None
+    issued_at: datetime | None = None
+    revoke_after: datetime | None = None
+
+
+class CommittedKey(BaseModel):
+    provider: Provider
+    fingerprint: str
+    committed_at: datetime
+    validated_at: datetime
+    models: tuple[str, ...] = ()
+
+
+class VaultState(BaseModel):
+    keys: list[KeyRecord] = Field(default_factory=list)
+    committed: dict[Provider, CommittedKey] = Field(default_factory=dict)
+    enabled_since: datetime | None = None
+    rotate_request: str | None = None
+
+    def live(self) -> KeyRecord | None:
+        return next((k for k in self.keys if k.state == "live"), None)
+
+    def pending(self) -> KeyRecord | None:
+        return next((k for k in self.keys if k.state == "pending"), None)
+
+    def next_serial(self) -> int:
+        return max((k.serial for k in self.keys), default=0) + 1
+
+
+# --- Desired gateway objects.
+
+
+@dataclass(frozen=True)
+class DesiredDeployment:
+    id: str
+    provider: Provider
+    model: str
+    public_name: str
+    litellm_model: str
+    credential: str
+
+
+@dataclass(frozen=True)
+class KeyShape:
+    """Everything a virtual key is limited to; its hash tells when the key must be updated."""
+
+    mode: Mode
+    models: tuple[str, ...]
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    max_budget: Decimal | None = None
+    budget_duration: str | None = None
+    model_rpm_limit: Mapping[str, int] = field(default_factory=dict)
+    model_tpm_limit: Mapping[str, int] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        payload = {
+            "mode": self.mode.value,
+            "models": sorted(self.models),
+            "aliases": dict(sorted(self.aliases.items())),
+            "max_budget": str(self.max_budget) if self.max_budget is not None else None,
+            "budget_duration": self.budget_duration,
+            "rpm": dict(sorted(self.model_rpm_limit.items())),
+            "tpm": dict(sorted(self.model_tpm_limit.items())),
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def byok_models(
+    spec: TenantSpec, provider: Provider, available: Sequence[str], cap: int
+) -> tuple[str, ...]:
+    """The models a tenant gets from one provider: its allow-list, else what its key lists (capped)."""
+    configured = spec.providers.configured()[provider]
+    if configured.models:
+        return tuple(configured.models)
+    return tuple(sorted(available)[:cap])
+
+
+def desired_deployments(
+    ref: TenantRef, spec: TenantSpec, committed: Mapping[Provider, CommittedKey], cap: int
+) -> list[DesiredDeployment]:
+    deployments = []
+    for provider in spec.providers.configured():
+        if provider not in committed:
+            continue
+        for model in byok_models(spec, provider, committed[provider].models, cap):
+            deployments.append(
+                DesiredDeployment(
+                    id=deployment_id(ref.uid, provider, model),
+                    provider=provider,
+                    model=model,
+                    public_name=public_model_name(ref, spec.tenant_id, model),
+                    litellm_model=f"{provider.value}/{model}",
+                    credential=credential_name(ref.uid, provider),
+                )
+            )
+    return deployments
+
+
+def byok_key_shape(spec: TenantSpec, deployments: Sequence[DesiredDeployment]) -> KeyShape:
+    limits = spec.providers.configured()
+    rpm = {
+        d.public_name: limits[d.provider].rpm_limit
+        for d in deployments
+        if limits[d.provider].rpm_limit
+    }
+    tpm = {
+        d.public_name: limits[d.provider].tpm_limit
+        for d in deployments
+        if limits[d.provider].tpm_limit
+    }
+    return KeyShape(
+        mode=Mode.BYOK,
+        models=tuple(d.public_name for d in deployments),
+        aliases={d.model: d.public_name for d in deployments},
+        model_rpm_limit={k: v for k, v in rpm.items() if v is not None},
+        model_tpm_limit={k: v for k, v in tpm.items() if v is not None},
+    )
+
+
+def platform_key_shape(spec: TenantSpec, default_models: Sequence[str]) -> KeyShape:
+    budget = spec.platform.budget
+    return KeyShape(
+        mode=Mode.PLATFORM,
+        models=tuple(spec.platform.models or default_models),
+        max_budget=budget.max_usd if budget else None,
+        budget_duration=budget.period if budget else None,
+    )
+
+
+# --- Virtual key lifecycle: issue new, publish, then revoke the old after the grace period.
+
+
+@dataclass(frozen=True)
+class KeyPlan:
+    issue: bool
+    update_live: bool
+    revoke: tuple[str, ...]
+    next_check: datetime | None
+    reason: str
+
+
+def plan_virtual_key(
+    state: VaultState,
+    shape: KeyShape,
+    *,
+    now: datetime,
+    rotate_request: str | None,
+    max_age: timedelta | None,
+) -> KeyPlan:
+    """Decide whether to issue a new virtual key, update the live one, and what to revoke."""
+    live = state.live()
+    reason = ""
+    if live is None:
+        reason = "no live virtual key"
+    elif live.mode is not shape.mode:
+        reason = f"mode changed to {shape.mode.value}"
+    elif rotate_request is not None and rotate_request != state.rotate_request:
+        reason = "rotation requested by annotation"
+    elif max_age is not None and live.issued_at is not None and now - live.issued_at >= max_age:
+        reason = "virtual key older than spec.rotation.virtualKeyMaxAge"
+    issue = bool(reason)
+    update_live = not issue and live is not None and live.shape != shape.digest()
+    due = [k for k in state.keys if k.state == "retiring"]
+    revoke = tuple(k.alias for k in due if k.revoke_after is None or k.revoke_after <= now)
+    waiting = [k.revoke_after for k in due if k.revoke_after is not None and k.revoke_after > now]
+    checks = list(waiting)
+    if max_age is not None and live is not None and live.issued_at is not None and not issue:
+        checks.append(live.issued_at + max_age)
+    return KeyPlan(issue, update_live, revoke, min(checks) if checks else None, reason)
+
+
+def promote(state: VaultState, alias: str, *, now: datetime, grace: timedelta) -> VaultState:
+    """The pending key ``alias`` is published: make it live and start the old one's grace window."""
+    keys = []
+    for key in state.keys:
+        if key.alias == alias:
+            keys.append(key.model_copy(update={"state": "live", "issued_at": key.issued_at or now}))
+        elif key.state == "live":
+            keys.append(key.model_copy(update={"state": "retiring", "revoke_after": now + grace}))
+        else:
+            keys.append(key)
+    return state.model_copy(update={"keys": keys})
+
+
+def forget(state: VaultState, aliases: Sequence[str]) -> VaultState:
+    return state.model_copy(update={"keys": [k for k in state.keys if k.alias not in aliases]})
+
+
+# --- Presentation.
+
+
+def money(amount: float | Decimal) -> str:
+    return f"${Decimal(str(amount)).quantize(Decimal('0.01'))}"
+
+
+def budget_display(spec: TenantSpec) -> str:
+    budget = spec.platform.budget
+    if spec.mode is Mode.BYOK or budget is None:
+        return "N/A"
+    amount = format(budget.max_usd.normalize(), "f")
+    return f"${amount}/{budget.period}"
+
+
+def commit_keys(
+    configured: Mapping[Provider, object],
+    previous: Mapping[Provider, CommittedKey],
+    fresh: Mapping[Provider, tuple[str, tuple[str, ...]]],
+    now: datetime,
+) -> dict[Provider, CommittedKey]:
+    """Validate, then commit: a freshly validated key replaces the committed one; a provider
+    whose new key failed keeps its last committed key; providers no longer configured go.
+
+    ``fresh`` maps provider -> (fingerprint, models) for keys that validated just now.
+    """
+    committed: dict[Provider, CommittedKey] = {}
+    for provider in configured:
+        old = previous.get(provider)
+        if provider in fresh:
+            fp, models = fresh[provider]
+            since = old.committed_at if old is not None and old.fingerprint == fp else now
+            committed[provider] = CommittedKey(
+                provider=provider,
+                fingerprint=fp,
+                committed_at=since,
+                validated_at=now,
+                models=models,
+            )
+        elif old is not None:
+            committed[provider] = old
+    return committed

@@ -1,0 +1,84 @@
+"""Operator settings, read once at startup from environment variables (see README)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class SettingsError(RuntimeError):
+    """A required setting is missing or malformed; the message names the variable."""
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(
+            f"{name}={raw!r} is not a number of seconds; set e.g. {name}={default:g}"
+        ) from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    litellm_url: str
+    litellm_master_key: str = field(repr=False)
+    gateway_public_url: str
+    operator_namespace: str
+    encryption_secret: str
+    encryption_keys_file: str | None
+    openai_base_url: str | None
+    anthropic_base_url: str | None
+    platform_models: tuple[str, ...]
+    max_default_models: int
+    validation_timeout: float
+    validation_cache_ttl: float
+    validation_concurrency: int
+    repair_interval: float
+    spend_interval: float
+    secret_poll_interval: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        url = env.get("LITELLM_URL", "").rstrip("/")
+        master = env.get("LITELLM_MASTER_KEY", "")
+        if not url:
+            raise SettingsError(
+                "LITELLM_URL is not set: point it at the LiteLLM proxy, e.g. http://litellm:4000"
+            )
+        if not master:
+            raise SettingsError(
+                "LITELLM_MASTER_KEY is not set: give the operator the proxy's master key "
+                "(the chart reads it from a Secret)"
+            )
+        models = tuple(
+            m.strip()
+            for m in env.get("BYOK_PLATFORM_MODELS", "gpt-4o-mini").split(",")
+            if m.strip()
+        )
+        return cls(
+            litellm_url=url,
+            litellm_master_key=master,
+            gateway_public_url=env.get("BYOK_GATEWAY_PUBLIC_URL", url).rstrip("/"),
+            operator_namespace=env.get("BYOK_OPERATOR_NAMESPACE", "byok-system"),
+            encryption_secret=env.get("BYOK_ENCRYPTION_SECRET", "byok-operator-encryption"),
+            encryption_keys_file=env.get("BYOK_ENCRYPTION_KEYS_FILE") or None,
+            openai_base_url=env.get("OPENAI_BASE_URL") or None,
+            anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
+            platform_models=models,
+            max_default_models=int(_seconds(env, "BYOK_MAX_DEFAULT_MODELS", 50)),
+            validation_timeout=_seconds(env, "BYOK_VALIDATION_TIMEOUT", 10),
+            validation_cache_ttl=_seconds(env, "BYOK_VALIDATION_CACHE_TTL", 300),
+            validation_concurrency=int(_seconds(env, "BYOK_VALIDATION_CONCURRENCY", 16)),
+            repair_interval=_seconds(env, "BYOK_REPAIR_INTERVAL", 60),
+            spend_interval=_seconds(env, "BYOK_SPEND_INTERVAL", 60),
+            secret_poll_interval=_seconds(env, "BYOK_SECRET_POLL_INTERVAL", 300),
+        )

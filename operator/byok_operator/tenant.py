@@ -1,0 +1,923 @@
+"""The tenant reconciler: the I/O sequence around the pure decisions in ``reconcile``.
+
+Order matters for crash safety and for agents:
+1. read and validate the referenced keys; commit only what validated;
+2. store encrypted copies (and a new virtual key's value) in the vault *before* the gateway
+   learns of them, so a retry after a crash reuses them instead of minting duplicates;
+3. provision the gateway (credentials, deployments, the virtual key) idempotently;
+4. publish the virtual key in the tenant's Secret, and only then retire the old key,
+   revoking it after ``spec.rotation.gracePeriod``.
+No kopf here: handlers turn the returned :class:`Outcome` into status, events and retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from byok_operator import api
+from byok_operator.api import AuditAction, ConditionType, Mode, Provider, Reason
+from byok_operator.audit import AuditEvent
+from byok_operator.conditions import Condition, find, merge_conditions, rfc3339
+from byok_operator.crypto import DecryptionError, Vault
+from byok_operator.gateway.litellm import GatewayError, KeySpec, LiteLLMGateway
+from byok_operator.kube import Kube
+from byok_operator.models import SpecError, TenantSpec, parse_duration, parse_spec
+from byok_operator.providers import KeyValidationError, KeyValidator
+from byok_operator.reconcile import (
+    CommittedKey,
+    DesiredDeployment,
+    KeyRecord,
+    KeyShape,
+    TenantRef,
+    VaultState,
+    budget_display,
+    byok_key_shape,
+    commit_keys,
+    credential_name,
+    desired_deployments,
+    forget,
+    gateway_secret_name,
+    key_alias,
+    money,
+    plan_virtual_key,
+    platform_key_shape,
+    promote,
+    vault_secret_name,
+)
+from byok_operator.settings import Settings
+
+STATE_KEY = "state.json"
+ENCRYPTION_KEY_ID = f"{api.GROUP}/encryption-key-id"
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    kube: Kube
+    gateway: LiteLLMGateway
+    validator: KeyValidator
+    vault: Vault
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass
+class Outcome:
+    """What a reconcile found and did, for the handler to report."""
+
+    status: dict[str, Any]
+    audits: list[AuditEvent] = field(default_factory=list)
+    retry_after: float | None = None
+    retry_message: str = ""
+    wake_after: float | None = None
+
+
+@dataclass
+class ProviderCheck:
+    provider: Provider
+    fingerprint: str | None = None
+    raw: str | None = field(default=None, repr=False)
+    models: tuple[str, ...] = ()
+    error: KeyValidationError | None = None
+
+
+@dataclass
+class Record:
+    """The vault Secret: state (no secrets) plus Fernet tokens of keys."""
+
+    state: VaultState
+    tokens: dict[str, str] = field(repr=False)
+    exists: bool = False
+
+
+class Reconciler:
+    """Reconciles tenants one at a time each (a lock per uid), however many handlers fire."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._last_run: dict[str, datetime] = {}
+        self._last_validation: dict[str, datetime] = {}
+        self._wake_at: dict[str, datetime] = {}
+
+    async def run(
+        self,
+        ref: TenantRef,
+        raw_spec: Mapping[str, Any],
+        raw_status: Mapping[str, Any],
+        rotate_request: str | None = None,
+        *,
+        revalidate: bool = False,
+    ) -> Outcome:
+        async with self._locks.setdefault(ref.uid, asyncio.Lock()):
+            outcome = await self.reconcile(
+                ref, raw_spec, raw_status, rotate_request, revalidate=revalidate
+            )
+        now = self.deps.clock()
+        self._last_run[ref.uid] = now
+        if revalidate or ref.uid not in self._last_validation:
+            self._last_validation[ref.uid] = now
+        if outcome.wake_after is not None:
+            self._wake_at[ref.uid] = now + timedelta(seconds=outcome.wake_after)
+        else:
+            self._wake_at.pop(ref.uid, None)
+        return outcome
+
+    async def run_if_due(
+        self,
+        ref: TenantRef,
+        raw_spec: Mapping[str, Any],
+        raw_status: Mapping[str, Any],
+        rotate_request: str | None = None,
+    ) -> Outcome | None:
+        """The periodic pass: run when a grace period ended, the repair interval passed (drift,
+        spend, unlabelled Secrets), or the validation interval passed (re-validate, no cache)."""
+        now = self.deps.clock()
+        interval = _validation_interval(raw_spec)
+        last_validation = self._last_validation.get(ref.uid)
+        revalidate = last_validation is not None and now - last_validation >= interval
+        last = self._last_run.get(ref.uid)
+        wake = self._wake_at.get(ref.uid)
+        repair_due = (
+            last is None or (now - last).total_seconds() >= self.deps.settings.repair_interval
+        )
+        if not (revalidate or repair_due or (wake is not None and wake <= now)):
+            return None
+        return await self.run(ref, raw_spec, raw_status, rotate_request, revalidate=revalidate)
+
+    def forget_tenant(self, uid: str) -> None:
+        for table in (self._locks, self._last_run, self._last_validation, self._wake_at):
+            table.pop(uid, None)
+
+    # --- vault ---------------------------------------------------------------------------
+
+    async def load(self, ref: TenantRef) -> Record:
+        found = await self.deps.kube.read_secret(
+            self.deps.settings.operator_namespace, vault_secret_name(ref.uid)
+        )
+        if found is None:
+            return Record(VaultState(), {})
+        tokens = {k: v for k, v in found.data.items() if k != STATE_KEY}
+        state = VaultState.model_validate_json(found.data.get(STATE_KEY) or "{}")
+        return Record(state, tokens, exists=True)
+
+    async def save(self, ref: TenantRef, record: Record) -> None:
+        data = dict(record.tokens)
+        data[STATE_KEY] = record.state.model_dump_json()
+        await self.deps.kube.write_secret(
+            self.deps.settings.operator_namespace,
+            vault_secret_name(ref.uid),
+            data,
+            labels=_labels(ref),
+            annotations={ENCRYPTION_KEY_ID: self.deps.vault.primary_id},
+        )
+        record.exists = True
+
+    # --- entry points ---------------------------------------------------------------------
+
+    async def reconcile(
+        self,
+        ref: TenantRef,
+        raw_spec: Mapping[str, Any],
+        raw_status: Mapping[str, Any],
+        rotate_request: str | None = None,
+        *,
+        revalidate: bool = False,
+    ) -> Outcome:
+        now = self.deps.clock()
+        try:
+            spec = parse_spec(dict(raw_spec), name=ref.name)
+        except SpecError as exc:
+            return Outcome(_invalid_spec_status(ref, raw_status, str(exc), now))
+        record = await self.load(ref)
+        try:
+            if spec.mode is Mode.BYOK:
+                return await self._byok(
+                    ref, spec, record, raw_status, rotate_request, now, revalidate
+                )
+            return await self._platform(ref, spec, record, raw_status, rotate_request, now)
+        except GatewayError as exc:
+            return self._gateway_failure(ref, spec, record, raw_status, exc, now)
+        except DecryptionError as exc:
+            return Outcome(
+                _status(
+                    ref,
+                    spec,
+                    record.state,
+                    raw_status,
+                    [],
+                    now,
+                    ready=False,
+                    reason=Reason.DECRYPTION_FAILED,
+                    message=str(exc),
+                ),
+            )
+
+    async def delete(self, ref: TenantRef) -> list[AuditEvent]:
+        """Remove everything the tenant has in the gateway, then its vault and gateway Secrets."""
+        async with self._locks.setdefault(ref.uid, asyncio.Lock()):
+            record = await self.load(ref)
+            await self._delete_everything(ref, record)
+        self.forget_tenant(ref.uid)
+        return [
+            AuditEvent(
+                AuditAction.TENANT_DELETED,
+                "Removed the tenant's virtual keys, credentials and deployments from the gateway.",
+            )
+        ]
+
+    async def _delete_everything(self, ref: TenantRef, record: Record) -> None:
+        await self._delete_keys_of(ref, record.state.keys)
+        await self._remove_byok_objects(ref, keep=())
+        await self._delete_tagged_keys(ref.uid)
+        await self.deps.kube.delete_secret(
+            self.deps.settings.operator_namespace, vault_secret_name(ref.uid)
+        )
+        await self.deps.kube.delete_secret(ref.namespace, gateway_secret_name(ref.name))
+
+    # --- BYOK ------------------------------------------------------------------------------
+
+    async def _byok(
+        self,
+        ref: TenantRef,
+        spec: TenantSpec,
+        record: Record,
+        raw_status: Mapping[str, Any],
+        rotate_request: str | None,
+        now: datetime,
+        revalidate: bool,
+    ) -> Outcome:
+        checks = await self._check_providers(ref, spec, revalidate)
+        fresh = {p: c for p, c in checks.items() if c.error is None and c.fingerprint}
+        previous = record.state.committed
+        committed = commit_keys(
+            spec.providers.configured(),
+            previous,
+            {p: (c.fingerprint or "", c.models) for p, c in fresh.items()},
+            now,
+        )
+        errors = [c.error for c in checks.values() if c.error is not None]
+        live = record.state.live()
+        serving_byok = live is not None and live.mode is Mode.BYOK
+        servable = set(committed) == set(spec.providers.configured()) or (
+            serving_byok and committed
+        )
+        retry = 30.0 if any(e.retryable for e in errors) else None
+        problems = _key_problem_audits(errors) if _keys_message_changed(raw_status, errors) else []
+        if not servable:
+            status = _status(
+                ref,
+                spec,
+                record.state,
+                raw_status,
+                _provider_status(spec, checks, committed),
+                now,
+                ready=False,
+                errors=errors,
+            )
+            return Outcome(status, problems, retry_after=retry, retry_message=_join(errors))
+
+        audits = problems
+        rotated = [
+            p
+            for p in fresh
+            if p in previous and previous[p].fingerprint != committed[p].fingerprint
+        ]
+        for provider in committed:
+            if provider in fresh and (
+                provider not in previous
+                or provider in rotated
+                or f"provider.{provider.value}" not in record.tokens
+            ):
+                record.tokens[f"provider.{provider.value}"] = self.deps.vault.encrypt(
+                    fresh[provider].raw or ""
+                )
+        for provider in list(record.state.committed):
+            if provider not in committed:
+                record.tokens.pop(f"provider.{provider.value}", None)
+        record.state = record.state.model_copy(update={"committed": committed})
+        await self.save(ref, record)
+
+        deployments = desired_deployments(
+            ref, spec, committed, self.deps.settings.max_default_models
+        )
+        await self._provision_byok(ref, record, committed, deployments)
+        shape = byok_key_shape(spec, deployments)
+        was_byok = serving_byok
+        audits += await self._ensure_key(ref, spec, record, shape, rotate_request, now)
+        if not was_byok:
+            audits.append(
+                AuditEvent(
+                    AuditAction.BYOK_ENABLED, f"BYOK enabled with {_fingerprints(committed)}."
+                )
+            )
+        for provider in rotated:
+            audits.append(
+                AuditEvent(
+                    AuditAction.BYOK_KEYS_ROTATED,
+                    f"{provider.value} key rotated to {committed[provider].fingerprint}; agents keep their virtual key.",
+                    provider=provider.value,
+                    fingerprint=committed[provider].fingerprint,
+                )
+            )
+        wake = await self._revoke_due(ref, spec, record, rotate_request, now, audits)
+        status = _status(
+            ref,
+            spec,
+            record.state,
+            raw_status,
+            _provider_status(spec, checks, committed),
+            now,
+            ready=not errors,
+            errors=errors,
+        )
+        return Outcome(
+            status, audits, retry_after=retry, retry_message=_join(errors), wake_after=wake
+        )
+
+    async def _check_providers(
+        self, ref: TenantRef, spec: TenantSpec, revalidate: bool
+    ) -> dict[Provider, ProviderCheck]:
+        checks: dict[Provider, ProviderCheck] = {}
+        for provider, pspec in spec.providers.configured().items():
+            check = ProviderCheck(provider)
+            secret = await self.deps.kube.read_secret(ref.namespace, pspec.secret_ref.name)
+            raw = secret.data.get(pspec.secret_ref.key) if secret else None
+            if raw is None:
+                check.error = _secret_missing(
+                    provider,
+                    ref.namespace,
+                    pspec.secret_ref.name,
+                    pspec.secret_ref.key,
+                    secret is None,
+                )
+            else:
+                try:
+                    validated = await self.deps.validator.validate(
+                        provider, raw, pspec.models, use_cache=not revalidate
+                    )
+                    check.raw, check.fingerprint, check.models = (
+                        raw,
+                        validated.fingerprint,
+                        validated.models,
+                    )
+                except KeyValidationError as exc:
+                    check.error = exc
+            checks[provider] = check
+        return checks
+
+    async def _provision_byok(
+        self,
+        ref: TenantRef,
+        record: Record,
+        committed: Mapping[Provider, CommittedKey],
+        deployments: list[DesiredDeployment],
+    ) -> None:
+        base_urls = {
+            Provider.OPENAI: self.deps.settings.openai_base_url,
+            Provider.ANTHROPIC: self.deps.settings.anthropic_base_url,
+        }
+        for provider in committed:
+            raw = self.deps.vault.decrypt(record.tokens[f"provider.{provider.value}"])
+            await self.deps.gateway.upsert_credential(
+                credential_name(ref.uid, provider),
+                provider,
+                raw,
+                api_base=base_urls[provider],
+                info=_markers(ref),
+            )
+        for deployment in deployments:
+            await self.deps.gateway.upsert_deployment(
+                deployment.id,
+                deployment.public_name,
+                deployment.litellm_model,
+                deployment.credential,
+                info=_markers(ref),
+            )
+        await self._remove_byok_objects(ref, keep=deployments, providers=tuple(committed))
+
+    async def _remove_byok_objects(
+        self,
+        ref: TenantRef,
+        keep: tuple[DesiredDeployment, ...] | list[DesiredDeployment],
+        providers: tuple[Provider, ...] = (),
+    ) -> bool:
+        """Delete this tenant's deployments and credentials that are no longer wanted."""
+        wanted = {d.id for d in keep}
+        removed = False
+        for deployment in await self.deps.gateway.list_deployments():
+            if deployment.tenant_uid == ref.uid and deployment.id not in wanted:
+                removed |= await self.deps.gateway.delete_deployment(deployment.id)
+        for provider in Provider:
+            if provider not in providers:
+                removed |= await self.deps.gateway.delete_credential(
+                    credential_name(ref.uid, provider)
+                )
+        return removed
+
+    # --- Platform --------------------------------------------------------------------------
+
+    async def _platform(
+        self,
+        ref: TenantRef,
+        spec: TenantSpec,
+        record: Record,
+        raw_status: Mapping[str, Any],
+        rotate_request: str | None,
+        now: datetime,
+    ) -> Outcome:
+        shape = platform_key_shape(spec, self.deps.settings.platform_models)
+        live = record.state.live()
+        audits = await self._ensure_key(ref, spec, record, shape, rotate_request, now)
+        if live is None or live.mode is not Mode.PLATFORM:
+            audits.append(
+                AuditEvent(
+                    AuditAction.PLATFORM_ENABLED,
+                    f"Platform keys in use, budget {budget_display(spec)}.",
+                )
+            )
+        wake = await self._revoke_due(ref, spec, record, rotate_request, now, audits)
+        if not any(k.mode is Mode.BYOK for k in record.state.keys) and (
+            record.state.committed
+            or record.tokens.keys() & {"provider.openai", "provider.anthropic"}
+        ):
+            await self._remove_byok_objects(ref, keep=())
+            record.state = record.state.model_copy(update={"committed": {}})
+            for provider in Provider:
+                record.tokens.pop(f"provider.{provider.value}", None)
+            await self.save(ref, record)
+            audits.append(
+                AuditEvent(
+                    AuditAction.BYOK_DISABLED,
+                    "BYOK disabled: the tenant's credentials, deployments, BYOK virtual key and encrypted key copies were removed.",
+                )
+            )
+        spend = await self._spend(record.state)
+        status = _status(ref, spec, record.state, raw_status, [], now, ready=True, spend=spend)
+        return Outcome(status, audits, wake_after=wake)
+
+    async def _spend(self, state: VaultState) -> str | None:
+        live = state.live()
+        if live is None or live.token is None:
+            return None
+        info = await self.deps.gateway.key_info(live.token)
+        return money(info.spend) if info is not None else None
+
+    # --- virtual keys -----------------------------------------------------------------------
+
+    async def _ensure_key(
+        self,
+        ref: TenantRef,
+        spec: TenantSpec,
+        record: Record,
+        shape: KeyShape,
+        rotate_request: str | None,
+        now: datetime,
+    ) -> list[AuditEvent]:
+        plan = plan_virtual_key(
+            record.state,
+            shape,
+            now=now,
+            rotate_request=rotate_request,
+            max_age=spec.rotation.virtual_key_max_age,
+        )
+        if plan.issue:
+            return await self._issue_key(ref, spec, record, shape, rotate_request, plan.reason, now)
+        live = record.state.live()
+        assert live is not None  # plan.issue is False only when a live key exists
+        value = self.deps.vault.decrypt(record.tokens[f"vk.{live.alias}"])
+        audits: list[AuditEvent] = []
+        info = await self.deps.gateway.key_info(live.token or value)
+        if info is None:
+            issued = await self.deps.gateway.generate_key(_key_spec(ref, live.alias, value, shape))
+            _replace_key(
+                record, live.model_copy(update={"token": issued.token, "shape": shape.digest()})
+            )
+            await self.save(ref, record)
+            audits.append(
+                AuditEvent(
+                    AuditAction.GATEWAY_REPAIRED,
+                    "The gateway had lost the tenant's virtual key; re-created it with the same value.",
+                )
+            )
+        elif plan.update_live:
+            await self.deps.gateway.update_key(
+                live.token or value, _key_spec(ref, live.alias, value, shape)
+            )
+            _replace_key(record, live.model_copy(update={"shape": shape.digest()}))
+            await self.save(ref, record)
+        await self._publish(ref, value)
+        return audits
+
+    async def _issue_key(
+        self,
+        ref: TenantRef,
+        spec: TenantSpec,
+        record: Record,
+        shape: KeyShape,
+        rotate_request: str | None,
+        reason: str,
+        now: datetime,
+    ) -> list[AuditEvent]:
+        pending = record.state.pending()
+        if pending is not None and (
+            pending.shape != shape.digest() or pending.mode is not shape.mode
+        ):
+            await self._delete_keys_of(ref, [pending])
+            record.state = forget(record.state, [pending.alias])
+            record.tokens.pop(f"vk.{pending.alias}", None)
+            pending = None
+        if pending is None:
+            pending = KeyRecord(
+                alias=key_alias(ref.uid, record.state.next_serial()),
+                serial=record.state.next_serial(),
+                mode=shape.mode,
+                shape=shape.digest(),
+                state="pending",
+            )
+            record.state = record.state.model_copy(update={"keys": [*record.state.keys, pending]})
+            record.tokens[f"vk.{pending.alias}"] = self.deps.vault.encrypt(
+                "sk-" + secrets.token_urlsafe(32)
+            )
+            await self.save(ref, record)  # before the gateway sees it: a retry reuses this value
+        value = self.deps.vault.decrypt(record.tokens[f"vk.{pending.alias}"])
+        existing = await self.deps.gateway.find_key_by_alias(pending.alias)
+        token = (
+            existing.token
+            if existing
+            else (
+                await self.deps.gateway.generate_key(_key_spec(ref, pending.alias, value, shape))
+            ).token
+        )
+        _replace_key(record, pending.model_copy(update={"token": token, "issued_at": now}))
+        await self._publish(ref, value)
+        previous = record.state.live()
+        record.state = promote(
+            record.state, pending.alias, now=now, grace=spec.rotation.grace_period
+        )
+        updates: dict[str, Any] = {"rotate_request": rotate_request}
+        if previous is None or previous.mode is not shape.mode:
+            updates["enabled_since"] = now
+        record.state = record.state.model_copy(update=updates)
+        await self.save(ref, record)
+        action = (
+            AuditAction.VIRTUAL_KEY_ROTATED
+            if previous is not None
+            else AuditAction.VIRTUAL_KEY_ISSUED
+        )
+        return [
+            AuditEvent(
+                action,
+                f"Virtual key {pending.alias} issued ({reason}); agents read it from Secret {gateway_secret_name(ref.name)}.",
+            )
+        ]
+
+    async def _publish(self, ref: TenantRef, value: str) -> None:
+        name = gateway_secret_name(ref.name)
+        data = {
+            api.GATEWAY_SECRET_URL_KEY: self.deps.settings.gateway_public_url,
+            api.GATEWAY_SECRET_KEY_KEY: value,
+        }
+        current = await self.deps.kube.read_secret(ref.namespace, name)
+        if current is not None and current.data == data:
+            return
+        await self.deps.kube.write_secret(
+            ref.namespace, name, data, labels=_labels(ref), owner=_owner(ref)
+        )
+
+    async def _revoke_due(
+        self,
+        ref: TenantRef,
+        spec: TenantSpec,
+        record: Record,
+        rotate_request: str | None,
+        now: datetime,
+        audits: list[AuditEvent],
+    ) -> float | None:
+        shape_unused = KeyShape(mode=spec.mode, models=())
+        plan = plan_virtual_key(
+            record.state, shape_unused, now=now, rotate_request=None, max_age=None
+        )
+        due = [k for k in record.state.keys if k.alias in plan.revoke]
+        if due:
+            await self._delete_keys_of(ref, due)
+            record.state = forget(record.state, [k.alias for k in due])
+            for key in due:
+                record.tokens.pop(f"vk.{key.alias}", None)
+            await self.save(ref, record)
+            audits.extend(
+                AuditEvent(
+                    AuditAction.VIRTUAL_KEY_REVOKED,
+                    f"Virtual key {k.alias} revoked after the grace period.",
+                )
+                for k in due
+            )
+        if plan.next_check is None:
+            return None
+        return max(1.0, (plan.next_check - now).total_seconds())
+
+    async def _delete_keys_of(self, ref: TenantRef, keys: list[KeyRecord]) -> None:
+        tokens = [k.token for k in keys if k.token]
+        if tokens:
+            await self.deps.gateway.delete_keys(tokens)
+        for key in keys:
+            if not key.token:
+                found = await self.deps.gateway.find_key_by_alias(key.alias)
+                if found is not None:
+                    await self.deps.gateway.delete_keys([found.token])
+
+    async def _delete_tagged_keys(self, uid: str) -> None:
+        tagged = [
+            k.token
+            for k in await self.deps.gateway.list_keys()
+            if (k.metadata or {}).get("tlc_uid") == uid
+        ]
+        if tagged:
+            await self.deps.gateway.delete_keys(tagged)
+
+    def _gateway_failure(
+        self,
+        ref: TenantRef,
+        spec: TenantSpec,
+        record: Record,
+        raw_status: Mapping[str, Any],
+        exc: GatewayError,
+        now: datetime,
+    ) -> Outcome:
+        status = _status(
+            ref,
+            spec,
+            record.state,
+            raw_status,
+            raw_status.get("providers") or [],
+            now,
+            ready=False,
+            reason=Reason.GATEWAY_UNAVAILABLE if exc.retryable else Reason.GATEWAY_ERROR,
+            message=str(exc),
+            gateway_ok=False,
+        )
+        return Outcome(status, retry_after=15.0 if exc.retryable else 120.0, retry_message=str(exc))
+
+
+# --- helpers: names, markers, status ----------------------------------------------------------
+
+
+def _labels(ref: TenantRef) -> dict[str, str]:
+    return {
+        api.MANAGED_BY_LABEL: api.MANAGER,
+        api.TENANT_UID_LABEL: ref.uid,
+        api.TENANT_NAME_LABEL: ref.name[:63],
+        api.TENANT_NAMESPACE_LABEL: ref.namespace[:63],
+    }
+
+
+def _markers(ref: TenantRef) -> dict[str, str]:
+    """Metadata on every gateway object, so sweeps can tell ours (and whose) apart."""
+    return {
+        "managed_by": api.MANAGER,
+        "tlc_uid": ref.uid,
+        "tlc_namespace": ref.namespace,
+        "tlc_name": ref.name,
+    }
+
+
+def _owner(ref: TenantRef) -> dict[str, Any]:
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "name": ref.name,
+        "uid": ref.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _key_spec(ref: TenantRef, alias: str, value: str, shape: KeyShape) -> KeySpec:
+    return KeySpec(
+        alias=alias,
+        key=value,
+        models=list(shape.models),
+        aliases=dict(shape.aliases),
+        metadata={**_markers(ref), "mode": shape.mode.value},
+        max_budget=float(shape.max_budget) if shape.max_budget is not None else None,
+        budget_duration=shape.budget_duration,
+        model_rpm_limit=dict(shape.model_rpm_limit) or None,
+        model_tpm_limit=dict(shape.model_tpm_limit) or None,
+    )
+
+
+def _replace_key(record: Record, key: KeyRecord) -> None:
+    keys = [key if k.alias == key.alias else k for k in record.state.keys]
+    record.state = record.state.model_copy(update={"keys": keys})
+
+
+def _fingerprints(committed: Mapping[Provider, CommittedKey]) -> str:
+    return ", ".join(f"{p.value} {c.fingerprint}" for p, c in sorted(committed.items()))
+
+
+def _join(errors: list[KeyValidationError]) -> str:
+    return " ".join(e.message for e in errors)
+
+
+def _key_problem_audits(errors: list[KeyValidationError]) -> list[AuditEvent]:
+    return [
+        AuditEvent(AuditAction.BYOK_KEY_INVALID, e.message, warning=True, provider=e.provider.value)
+        for e in errors
+        if e.reason in (Reason.INVALID_KEY, Reason.INVALID_FORMAT, Reason.MODELS_NOT_AVAILABLE)
+    ]
+
+
+def _keys_message_changed(raw_status: Mapping[str, Any], errors: list[KeyValidationError]) -> bool:
+    """Warn once per distinct problem, not on every periodic pass."""
+    previous = find(raw_status.get("conditions"), ConditionType.KEYS_VALID)
+    return previous is None or previous.get("message") != _join(errors)
+
+
+def _validation_interval(raw_spec: Mapping[str, Any]) -> timedelta:
+    try:
+        return parse_duration(str((raw_spec.get("validation") or {}).get("interval") or "6h"))
+    except ValueError:
+        return timedelta(hours=6)
+
+
+def _secret_missing(
+    provider: Provider, namespace: str, name: str, key: str, whole: bool
+) -> KeyValidationError:
+    if whole:
+        message = (
+            f"{provider.value}: Secret {namespace}/{name} was not found. Create it in namespace {namespace} "
+            f'with the key under data.{key} (and label it {api.CREDENTIALS_LABEL}="true" so changes '
+            "are picked up at once)."
+        )
+    else:
+        message = (
+            f"{provider.value}: Secret {namespace}/{name} has no data key {key!r}. Add the provider key "
+            f"under that name, or point spec.providers.{provider.value}.secretRef.key at the right one."
+        )
+    return KeyValidationError(provider, Reason.SECRET_NOT_FOUND, message)
+
+
+def _provider_status(
+    spec: TenantSpec,
+    checks: Mapping[Provider, ProviderCheck],
+    committed: Mapping[Provider, CommittedKey],
+) -> list[dict[str, Any]]:
+    entries = []
+    for provider in spec.providers.configured():
+        check = checks.get(provider)
+        served = committed.get(provider)
+        entry: dict[str, Any] = {
+            "name": provider.value,
+            "valid": bool(check and check.error is None),
+            "keyFingerprint": served.fingerprint
+            if served
+            else (check.fingerprint if check else None),
+            "modelCount": len(served.models) if served else 0,
+            "models": list(served.models[:20]) if served else [],
+            "lastValidated": rfc3339(served.validated_at) if served else None,
+            "committedAt": rfc3339(served.committed_at) if served else None,
+            "error": {"reason": check.error.reason.value, "message": check.error.message}
+            if check and check.error
+            else None,
+        }
+        entries.append({k: v for k, v in entry.items() if v is not None})
+    return entries
+
+
+def _status(
+    ref: TenantRef,
+    spec: TenantSpec,
+    state: VaultState,
+    raw_status: Mapping[str, Any],
+    providers: list[dict[str, Any]],
+    now: datetime,
+    *,
+    ready: bool,
+    errors: list[KeyValidationError] | None = None,
+    reason: Reason | None = None,
+    message: str | None = None,
+    spend: str | None = None,
+    gateway_ok: bool = True,
+) -> dict[str, Any]:
+    errors = errors or []
+    live = state.live()
+    effective = live.mode if live else None
+    in_sync = effective is spec.mode
+    conditions = [
+        _keys_condition(spec, state, errors),
+        Condition(
+            ConditionType.GATEWAY_READY,
+            "True" if gateway_ok and live else "False",
+            Reason.PROVISIONED if gateway_ok and live else (reason or Reason.RECONCILING),
+            "The tenant's virtual key and deployments are live in the gateway."
+            if gateway_ok and live
+            else (message or "No virtual key has been issued yet."),
+        ),
+        _rotation_condition(spec, state, now),
+    ]
+    ok = ready and gateway_ok and in_sync and not errors
+    if ok:
+        ready_cond = Condition(
+            ConditionType.READY,
+            "True",
+            Reason.READY,
+            f"{spec.mode.value} mode is in effect; agents use Secret {gateway_secret_name(ref.name)}.",
+        )
+    else:
+        first = errors[0] if errors else None
+        why = reason or (first.reason if first else Reason.RECONCILING)
+        text = message or _join(errors) or f"Switching to {spec.mode.value} mode."
+        if live is not None:
+            text += f" Agents keep working: still serving the {live.mode.value} virtual key {live.alias}"
+            if live.mode is Mode.BYOK and state.committed:
+                text += f" with {_fingerprints(state.committed)}"
+            text += "."
+        ready_cond = Condition(ConditionType.READY, "False", why, text)
+    conditions.append(ready_cond)
+    byok = effective is Mode.BYOK or (effective is None and spec.mode is Mode.BYOK)
+    status: dict[str, Any] = {
+        "observedGeneration": ref.generation,
+        "mode": effective.value if effective else None,
+        "costTracking": "BYOK" if byok else "Platform",
+        "spend": "N/A" if byok else (spend or raw_status.get("spend") or "$0.00"),
+        "budget": "N/A" if byok else budget_display(spec),
+        "enabledSince": rfc3339(state.enabled_since) if state.enabled_since else None,
+        "providers": providers,
+        "providerNames": ",".join(p["name"] for p in providers) or ("platform" if not byok else ""),
+        "virtualKey": {
+            "alias": live.alias,
+            "tokenHash": live.token,
+            "secretName": gateway_secret_name(ref.name),
+            "issuedAt": rfc3339(live.issued_at) if live.issued_at else None,
+        }
+        if live
+        else None,
+        "conditions": merge_conditions(
+            raw_status.get("conditions"), conditions, generation=ref.generation, now=now
+        ),
+    }
+    return status
+
+
+def _keys_condition(
+    spec: TenantSpec, state: VaultState, errors: list[KeyValidationError]
+) -> Condition:
+    if spec.mode is Mode.PLATFORM:
+        return Condition(
+            ConditionType.KEYS_VALID,
+            "True",
+            Reason.NOT_APPLICABLE,
+            "Platform mode uses the platform's provider keys.",
+        )
+    if errors:
+        return Condition(ConditionType.KEYS_VALID, "False", errors[0].reason, _join(errors))
+    return Condition(
+        ConditionType.KEYS_VALID,
+        "True",
+        Reason.KEYS_VALID,
+        f"Validated with the providers: {_fingerprints(state.committed)}.",
+    )
+
+
+def _rotation_condition(spec: TenantSpec, state: VaultState, now: datetime) -> Condition:
+    if spec.mode is Mode.PLATFORM or not state.committed:
+        return Condition(
+            ConditionType.ROTATION_DUE,
+            "False",
+            Reason.NOT_APPLICABLE,
+            "No tenant key is committed.",
+        )
+    old = [c for c in state.committed.values() if now - c.committed_at >= spec.rotation.max_key_age]
+    if old:
+        names = ", ".join(
+            f"{c.provider.value} ({c.fingerprint}, committed {rfc3339(c.committed_at)})"
+            for c in old
+        )
+        return Condition(
+            ConditionType.ROTATION_DUE,
+            "True",
+            Reason.KEY_TOO_OLD,
+            f"Older than spec.rotation.maxKeyAge: {names}. Put a new key in the referenced Secret.",
+        )
+    return Condition(
+        ConditionType.ROTATION_DUE,
+        "False",
+        Reason.KEY_FRESH,
+        "Every committed key is younger than spec.rotation.maxKeyAge.",
+    )
+
+
+def _invalid_spec_status(
+    ref: TenantRef, raw_status: Mapping[str, Any], message: str, now: datetime
+) -> dict[str, Any]:
+    cond = Condition(ConditionType.READY, "False", Reason.INVALID_SPEC, message)
+    return {
+        "observedGeneration": ref.generation,
+        "conditions": merge_conditions(
+            raw_status.get("conditions"), [cond], generation=ref.generation, now=now
+        ),
+    }

@@ -1,0 +1,807 @@
+"""A real Kubernetes control plane on loopback for tests and the demo (the envtest pattern).
+
+Starts etcd and kube-apiserver (no scheduler, controller-manager or kubelet: nothing
+runs pods) with RBAC on and four static-token users, so tests can prove what a tenant
+admin and a viewer may and may not do against the real authorizer. Set
+`BYOK_TEST_KUBECONFIG` to run the same tests against any existing cluster (kind, CI),
+where the users are emulated with impersonation.
+
+Command line (from tests/):  python -m harness.cluster up|down STATE_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import ctypes
+import datetime
+import http.client
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "hack" / "build-k8s-binaries.sh"
+BINARIES = ("etcd", "kube-apiserver", "kubectl")
+PROCESSES = ("kube-apiserver", "etcd")  # stop order: the API server before its storage
+
+ADMIN = "admin"
+USERS = (ADMIN, "tenant-a-admin", "tenant-b-admin", "viewer")
+TENANTS = {"tenant-a": "tenant-a-admin", "tenant-b": "tenant-b-admin"}
+CLUSTER_NAME = "byok-envtest"
+FIELD_MANAGER = "byok-test-harness"
+
+SERVICE_CIDR = "10.0.0.0/24"
+KUBERNETES_SERVICE_IP = "10.0.0.1"  # first address of SERVICE_CIDR; the serving cert names it
+LOOPBACK = "127.0.0.1"
+
+ETCD_READY_TIMEOUT = 30.0
+APISERVER_READY_TIMEOUT = 120.0
+STOP_TIMEOUT = 20.0
+START_ATTEMPTS = 3  # free ports are picked then bound by another process: a rare race
+
+PR_SET_PDEATHSIG = 1
+
+
+class ClusterError(RuntimeError):
+    """The control plane could not be built, started or reached."""
+
+
+class KubectlError(subprocess.CalledProcessError):
+    """A failed kubectl call whose message carries kubectl's stderr, so test failures say why."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\n{self.stderr or ''}".rstrip()
+
+
+@dataclass
+class Cluster:
+    """A reachable API server plus the kubectl and kubeconfig to talk to it as each test user.
+
+    For a local cluster the kubeconfig has one context per user in USERS ("admin" is
+    current). For an external cluster the kubeconfig is the user's own: "admin" is its
+    current context and the others are emulated by impersonation in `kubectl()`.
+    """
+
+    kubeconfig: Path
+    server: str
+    state_dir: Path | None
+    kubectl_path: Path
+    external: bool
+    processes: list[subprocess.Popen[bytes]] = field(
+        default_factory=list, repr=False, compare=False
+    )
+
+    def kubectl(
+        self,
+        *args: str,
+        context: str = ADMIN,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl as the given test user; with check, a failure raises KubectlError."""
+        argv = [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig)]
+        argv += self._user_args(context) + self._cache_args() + list(args)
+        result = subprocess.run(
+            argv, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and result.returncode != 0:
+            raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
+        return result
+
+    def env(self) -> dict[str, str]:
+        """Environment for a child process (the operator, a CLI) that should use this cluster."""
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        if self.state_dir is not None:
+            env["KUBECACHEDIR"] = str(self.state_dir / "kubectl-cache")
+        return env
+
+    def stop(self) -> None:
+        """Stop a local cluster and reap the processes this interpreter started."""
+        if self.state_dir is not None and not self.external:
+            stop_cluster(self.state_dir)
+        for process in self.processes:
+            process.poll()
+
+    def _user_args(self, context: str) -> list[str]:
+        if context not in USERS:
+            raise ValueError(f"unknown test user {context!r}; expected one of {USERS}")
+        if not self.external:
+            return ["--context", context]
+        if context == ADMIN:
+            return []
+        return [f"--as={context}", "--as-group=system:authenticated"]
+
+    def _cache_args(self) -> list[str]:
+        """Keep a local cluster's discovery cache with its state, not in the user's ~/.kube."""
+        if self.state_dir is None:
+            return []
+        return ["--cache-dir", str(self.state_dir / "kubectl-cache")]
+
+
+# --- binaries ---------------------------------------------------------------------------
+
+
+def ensure_binaries() -> Path:
+    """Return the directory with etcd, kube-apiserver and kubectl, building them once if needed.
+
+    BYOK_K8S_BIN_DIR skips the build (a developer's own binaries, or a CI cache).
+    """
+    override = os.environ.get("BYOK_K8S_BIN_DIR")
+    if override:
+        return _checked_bin_dir(Path(override), "BYOK_K8S_BIN_DIR")
+    result = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise ClusterError(f"{BUILD_SCRIPT.name} failed (exit {result.returncode}); see stderr")
+    lines = result.stdout.strip().splitlines()
+    if not lines:
+        raise ClusterError(f"{BUILD_SCRIPT.name} printed no bin directory")
+    return _checked_bin_dir(Path(lines[-1]), BUILD_SCRIPT.name)
+
+
+def _checked_bin_dir(bin_dir: Path, source: str) -> Path:
+    missing = [name for name in BINARIES if not os.access(bin_dir / name, os.X_OK)]
+    if missing:
+        raise ClusterError(f"{source}: {bin_dir} lacks executable {', '.join(missing)}")
+    return bin_dir
+
+
+# --- PKI, tokens, kubeconfig --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Pki:
+    ca_cert: Path
+    serving_cert: Path
+    serving_key: Path
+    sa_key: Path
+    sa_pub: Path
+
+
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _cert_builder(subject: str, issuer: str, public_key: Any) -> x509.CertificateBuilder:
+    now = datetime.datetime.now(datetime.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+    )
+
+
+def _ca_cert(key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    return (
+        _cert_builder(f"{CLUSTER_NAME}-ca", f"{CLUSTER_NAME}-ca", key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(usage, critical=True)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def _serving_cert(
+    key: ec.EllipticCurvePrivateKey, ca_key: ec.EllipticCurvePrivateKey
+) -> x509.Certificate:
+    """The API server's cert: valid for loopback and the in-cluster names a client might use."""
+    names: list[x509.GeneralName] = [
+        x509.DNSName(name)
+        for name in (
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        )
+    ]
+    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in (LOOPBACK, KUBERNETES_SERVICE_IP)]
+    return (
+        _cert_builder("kube-apiserver", f"{CLUSTER_NAME}-ca", key.public_key())
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write key material readable by the owner only."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    path.write_bytes(data)
+
+
+def _write_pki(pki_dir: Path) -> _Pki:
+    """A throwaway CA, serving cert and service-account signing key for this cluster only."""
+    pki_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    ca_key, serving_key, sa_key = _new_key(), _new_key(), _new_key()
+    pki = _Pki(
+        ca_cert=pki_dir / "ca.crt",
+        serving_cert=pki_dir / "apiserver.crt",
+        serving_key=pki_dir / "apiserver.key",
+        sa_key=pki_dir / "sa.key",
+        sa_pub=pki_dir / "sa.pub",
+    )
+    pem = serialization.Encoding.PEM
+    pki.ca_cert.write_bytes(_ca_cert(ca_key).public_bytes(pem))
+    pki.serving_cert.write_bytes(_serving_cert(serving_key, ca_key).public_bytes(pem))
+    _write_private(pki.serving_key, _key_pem(serving_key))
+    _write_private(pki.sa_key, _key_pem(sa_key))
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    pki.sa_pub.write_bytes(sa_key.public_key().public_bytes(pem, spki))
+    return pki
+
+
+def _write_tokens(path: Path) -> dict[str, str]:
+    """Static bearer tokens (token,user,uid,"groups"); only admin is in system:masters."""
+    tokens = {user: secrets.token_urlsafe(32) for user in USERS}
+    groups = {ADMIN: "system:masters"}
+    lines = [f'{tokens[user]},{user},{user},"{groups.get(user, "")}"' for user in USERS]
+    _write_private(path, ("\n".join(lines) + "\n").encode())
+    return tokens
+
+
+def _write_kubeconfig(path: Path, server: str, ca_pem: bytes, tokens: dict[str, str]) -> None:
+    """One context per user, CA embedded, so the file works from any directory."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": CLUSTER_NAME,
+                "cluster": {
+                    "server": server,
+                    "certificate-authority-data": base64.b64encode(ca_pem).decode(),
+                },
+            }
+        ],
+        "users": [{"name": user, "user": {"token": tokens[user]}} for user in USERS],
+        "contexts": [
+            {"name": user, "context": {"cluster": CLUSTER_NAME, "user": user}} for user in USERS
+        ],
+        "current-context": ADMIN,
+        "preferences": {},
+    }
+    _write_private(path, yaml.safe_dump(config, sort_keys=False).encode())
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent_hook() -> Callable[[], None]:
+    """A preexec hook so a test run that is killed outright does not leak its control plane."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def hook() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return hook
+
+
+def _spawn(name: str, argv: list[str], state_dir: Path, detach: bool) -> subprocess.Popen[bytes]:
+    """Start a component in its own session, output in STATE_DIR/NAME.log, PID in NAME.pid.
+
+    Its own session keeps a terminal's Ctrl-C from killing it before the harness stops it;
+    unless detached, it also dies with this process.
+    """
+    with (state_dir / f"{name}.log").open("ab") as log:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=state_dir,
+            start_new_session=True,
+            preexec_fn=None if detach else _die_with_parent_hook(),
+        )
+    (state_dir / f"{name}.pid").write_text(f"{process.pid}\n")
+    return process
+
+
+def _etcd_argv(bin_dir: Path, state_dir: Path, client_port: int, peer_port: int) -> list[str]:
+    client = f"http://{LOOPBACK}:{client_port}"
+    peer = f"http://{LOOPBACK}:{peer_port}"
+    return [
+        str(bin_dir / "etcd"),
+        "--name=default",
+        f"--data-dir={state_dir / 'etcd'}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=default={peer}",
+        "--initial-cluster-state=new",
+        "--unsafe-no-fsync=true",  # throwaway test data: trade durability for speed
+        "--log-level=warn",
+    ]
+
+
+def _apiserver_argv(
+    bin_dir: Path, state_dir: Path, pki: _Pki, port: int, etcd_port: int
+) -> list[str]:
+    """Flags for a standalone API server; every listener is on loopback.
+
+    ServiceAccount admission is off because no controller-manager creates the default
+    service accounts it would demand; nothing here runs pods anyway.
+    """
+    return [
+        str(bin_dir / "kube-apiserver"),
+        f"--bind-address={LOOPBACK}",
+        f"--advertise-address={LOOPBACK}",
+        f"--secure-port={port}",
+        f"--etcd-servers=http://{LOOPBACK}:{etcd_port}",
+        f"--cert-dir={state_dir / 'pki'}",
+        f"--tls-cert-file={pki.serving_cert}",
+        f"--tls-private-key-file={pki.serving_key}",
+        f"--service-account-issuer=https://{LOOPBACK}:{port}",
+        f"--service-account-key-file={pki.sa_pub}",
+        f"--service-account-signing-key-file={pki.sa_key}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--endpoint-reconciler-type=none",  # loopback is no valid Endpoints address
+        "--authorization-mode=RBAC",
+        f"--token-auth-file={state_dir / 'tokens.csv'}",
+        "--disable-admission-plugins=ServiceAccount",
+        "--allow-privileged=true",
+        "--profiling=false",
+        "--v=1",
+    ]
+
+
+def _log_tail(state_dir: Path, name: str, lines: int = 40) -> str:
+    path = state_dir / f"{name}.log"
+    if not path.exists():
+        return f"({path} does not exist)"
+    tail = path.read_text(errors="replace").splitlines()[-lines:]
+    return f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail)
+
+
+def _wait_until(
+    probe: Callable[[], bool],
+    process: subprocess.Popen[bytes],
+    name: str,
+    state_dir: Path,
+    timeout: float,
+) -> None:
+    """Poll until probe() is true; fail fast if the process exits, and at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if process.poll() is not None:
+            raise ClusterError(
+                f"{name} exited with {process.returncode}\n{_log_tail(state_dir, name)}"
+            )
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"{name} not ready after {timeout:.0f}s\n{_log_tail(state_dir, name)}"
+            )
+        time.sleep(0.2)
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None, token: str | None = None) -> bool:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:
+            return int(response.status) == 200
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+# --- lifecycle ----------------------------------------------------------------------------
+
+
+def start_cluster(
+    state_dir: Path, *, detach: bool = False, timeout: float = APISERVER_READY_TIMEOUT
+) -> Cluster:
+    """Start etcd + kube-apiserver with fresh data, certs and tokens under state_dir.
+
+    With detach the processes outlive this one (`up`); otherwise they die with it, and
+    the caller stops them with `Cluster.stop()` or `stop_cluster()`.
+    """
+    state_dir = state_dir.resolve()
+    if _running_pids(state_dir):
+        raise ClusterError(f"a cluster is already running in {state_dir}; stop it first")
+    bin_dir = ensure_binaries()
+    attempts_left = START_ATTEMPTS
+    while True:
+        try:
+            return _start_once(bin_dir, state_dir, detach, timeout)
+        except ClusterError as error:
+            attempts_left -= 1
+            if not attempts_left or "address already in use" not in str(error):
+                raise
+
+
+def _start_once(bin_dir: Path, state_dir: Path, detach: bool, timeout: float) -> Cluster:
+    _reset_state_dir(state_dir)
+    pki = _write_pki(state_dir / "pki")
+    tokens = _write_tokens(state_dir / "tokens.csv")
+    etcd_port, peer_port, port = _free_port(), _free_port(), _free_port()
+    server = f"https://{LOOPBACK}:{port}"
+    kubeconfig = state_dir / "kubeconfig"
+    _write_kubeconfig(kubeconfig, server, pki.ca_cert.read_bytes(), tokens)
+
+    cluster = Cluster(kubeconfig, server, state_dir, bin_dir / "kubectl", False)
+    try:
+        etcd = _spawn(
+            "etcd", _etcd_argv(bin_dir, state_dir, etcd_port, peer_port), state_dir, detach
+        )
+        cluster.processes.append(etcd)
+        etcd_health = f"http://{LOOPBACK}:{etcd_port}/health"
+        _wait_until(lambda: _http_ok(etcd_health), etcd, "etcd", state_dir, ETCD_READY_TIMEOUT)
+
+        argv = _apiserver_argv(bin_dir, state_dir, pki, port, etcd_port)
+        apiserver = _spawn("kube-apiserver", argv, state_dir, detach)
+        cluster.processes.append(apiserver)
+        tls = ssl.create_default_context(cafile=str(pki.ca_cert))
+        ready = f"{server}/readyz"
+        probe = lambda: _http_ok(ready, tls, tokens[ADMIN])  # noqa: E731
+        _wait_until(probe, apiserver, "kube-apiserver", state_dir, timeout)
+    except BaseException:
+        cluster.stop()
+        raise
+    _write_state(state_dir, server, cluster.kubectl_path)
+    return cluster
+
+
+def _reset_state_dir(state_dir: Path) -> None:
+    """Fresh etcd data and logs each start: a restart on old data is not a use case here."""
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.rmtree(state_dir / "etcd", ignore_errors=True)
+    for name in PROCESSES:
+        (state_dir / f"{name}.log").unlink(missing_ok=True)
+    (state_dir / "state.json").unlink(missing_ok=True)
+
+
+def _write_state(state_dir: Path, server: str, kubectl_path: Path) -> None:
+    state = {"server": server, "kubectl": str(kubectl_path)}
+    (state_dir / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+
+
+def load_cluster(state_dir: Path) -> Cluster | None:
+    """The cluster a previous `up` left running in state_dir, or None."""
+    state_dir = state_dir.resolve()
+    state_file = state_dir / "state.json"
+    if not state_file.exists() or len(_running_pids(state_dir)) != len(PROCESSES):
+        return None
+    state = json.loads(state_file.read_text())
+    return Cluster(
+        kubeconfig=state_dir / "kubeconfig",
+        server=state["server"],
+        state_dir=state_dir,
+        kubectl_path=Path(state["kubectl"]),
+        external=False,
+    )
+
+
+def _owned_pid(state_dir: Path, name: str) -> int | None:
+    """The recorded PID of a component, if that process still runs and is ours.
+
+    The command line must name the binary and this state dir, so a recycled PID is never
+    signalled.
+    """
+    pid_file = state_dir / f"{name}.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    if not any(arg == name.encode() or arg.endswith(f"/{name}".encode()) for arg in cmdline):
+        return None
+    if not any(f"{state_dir}/".encode() in arg for arg in cmdline):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _running_pids(state_dir: Path) -> dict[str, int]:
+    pids = {name: _owned_pid(state_dir, name) for name in PROCESSES}
+    return {name: pid for name, pid in pids.items() if pid is not None}
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid still runs; reaps it if it is our exited child (zombies count as gone)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def stop_cluster(state_dir: Path, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop the processes recorded in state_dir: SIGTERM, then SIGKILL after the deadline."""
+    state_dir = state_dir.resolve()
+    for name, pid in _running_pids(state_dir).items():
+        _terminate(pid, timeout)
+        (state_dir / f"{name}.pid").unlink(missing_ok=True)
+    (state_dir / "state.json").unlink(missing_ok=True)
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+        time.sleep(0.1)
+
+
+def external_cluster(kubeconfig: Path) -> Cluster:
+    """Use an existing cluster (kind, CI) through its kubeconfig's current context; start nothing.
+
+    That context must be allowed to impersonate: the test users do not exist there.
+    """
+    kubeconfig = kubeconfig.resolve()
+    if not kubeconfig.is_file():
+        raise ClusterError(f"BYOK_TEST_KUBECONFIG={kubeconfig} is not a file")
+    kubectl_path = _external_kubectl()
+    cluster = Cluster(kubeconfig, "", None, kubectl_path, True)
+    jsonpath = "{.clusters[0].cluster.server}"
+    cluster.server = cluster.kubectl(
+        "config", "view", "--minify", "-o", f"jsonpath={jsonpath}"
+    ).stdout
+    return cluster
+
+
+def _external_kubectl() -> Path:
+    """BYOK_K8S_BIN_DIR's kubectl, else the one on PATH, else the pinned build."""
+    override = os.environ.get("BYOK_K8S_BIN_DIR")
+    if override:
+        return _checked_bin_dir(Path(override), "BYOK_K8S_BIN_DIR") / "kubectl"
+    on_path = shutil.which("kubectl")
+    return Path(on_path) if on_path else ensure_binaries() / "kubectl"
+
+
+# --- cluster contents ---------------------------------------------------------------------
+
+_CRUD = ["get", "list", "watch", "create", "update", "patch", "delete"]
+_READ = ["get", "list", "watch"]
+
+
+def _tenant_rbac(namespace: str, user: str) -> list[dict[str, Any]]:
+    """A tenant admin manages TenantLLMConfigs and Secrets and reads events in one namespace."""
+    rules = [
+        {"apiGroups": ["llm.byok.io"], "resources": ["tenantllmconfigs"], "verbs": _CRUD},
+        {"apiGroups": ["llm.byok.io"], "resources": ["tenantllmconfigs/status"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": _CRUD},
+        {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": _READ},
+    ]
+    meta = {"name": "byok-tenant-admin", "namespace": namespace}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": meta["name"],
+            },
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        },
+    ]
+
+
+def _viewer_rbac() -> list[dict[str, Any]]:
+    """The viewer reads TenantLLMConfigs cluster-wide and nothing else (no Secrets)."""
+    name = "byok-tenantllmconfig-viewer"
+    rules = [{"apiGroups": ["llm.byok.io"], "resources": ["tenantllmconfigs"], "verbs": _READ}]
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "viewer"}
+            ],
+        },
+    ]
+
+
+def _apply(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> None:
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        f"--field-manager={FIELD_MANAGER}",
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(list(objects), sort_keys=False),
+    )
+
+
+def bootstrap_tenants(cluster: Cluster) -> None:
+    """Namespaces tenant-a and tenant-b with their admins' RBAC, and the viewer; idempotent."""
+    objects: list[dict[str, Any]] = []
+    for namespace, user in TENANTS.items():
+        objects += _tenant_rbac(namespace, user)
+    _apply(cluster, objects + _viewer_rbac())
+
+
+def install_crds(cluster: Cluster, crd_dir: Path, timeout: float = 60) -> None:
+    """Apply every CRD in crd_dir and wait until the API server serves each of them."""
+    applied = cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        f"--field-manager={FIELD_MANAGER}",
+        "-o",
+        "name",
+        "-f",
+        str(crd_dir),
+    )
+    names = applied.stdout.split()
+    if not names:
+        raise ClusterError(f"no CRDs found in {crd_dir}")
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        f"--timeout={timeout:.0f}s",
+        *names,
+        timeout=timeout + 10,
+    )
+
+
+def delete_namespace(cluster: Cluster, name: str, timeout: float = 60) -> None:
+    """Delete a namespace and what is in it, without waiting for finalizers.
+
+    A local cluster runs no controller-manager, so no namespace controller empties and
+    removes a Terminating namespace. Here the harness does its job roughly: delete every
+    listable namespaced object (each owner's finalizers still run if the operator is up),
+    then remove the namespace through its finalize subresource. A real cluster's
+    namespace controller does all of this itself.
+    """
+    if not cluster.external:
+        types = _namespaced_types(cluster)
+        cluster.kubectl(
+            "delete",
+            ",".join(types),
+            "--all",
+            "-n",
+            name,
+            "--wait=false",
+            "--ignore-not-found",
+            timeout=timeout,
+        )
+    cluster.kubectl(
+        "delete", "namespace", name, "--wait=false", "--ignore-not-found", timeout=timeout
+    )
+    if not cluster.external:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name},
+            "spec": {"finalizers": []},
+        }
+        cluster.kubectl(
+            "replace",
+            "--raw",
+            f"/api/v1/namespaces/{name}/finalize",
+            "-f",
+            "-",
+            input=json.dumps(body),
+            check=False,
+            timeout=timeout,
+        )
+
+
+def _namespaced_types(cluster: Cluster) -> list[str]:
+    """Namespaced resource types that can be listed and deleted (all that `--all` can reach)."""
+    return cluster.kubectl(
+        "api-resources", "--namespaced=true", "--verbs=list,delete", "-o", "name"
+    ).stdout.split()
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def _up(state_dir: Path) -> None:
+    cluster = load_cluster(state_dir)
+    if cluster is None:
+        started = time.monotonic()
+        cluster = start_cluster(state_dir, detach=True)
+        bootstrap_tenants(cluster)
+        print(
+            f"cluster up at {cluster.server} in {time.monotonic() - started:.1f}s", file=sys.stderr
+        )
+    else:
+        print(f"cluster already running at {cluster.server}", file=sys.stderr)
+    print(f"export KUBECONFIG={cluster.kubeconfig}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`up STATE_DIR` starts a detached cluster (idempotent); `down STATE_DIR` stops it."""
+    parser = argparse.ArgumentParser(prog="python -m harness.cluster", description=__doc__)
+    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("state_dir", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            _up(args.state_dir)
+        else:
+            stop_cluster(args.state_dir)
+    except ClusterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

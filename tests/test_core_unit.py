@@ -1,0 +1,247 @@
+"""Unit tests of the pure core: spec parsing, conditions, commit rules, key lifecycle, vault."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from cryptography.fernet import Fernet
+
+from byok_operator.api import ConditionType, Mode, Provider
+from byok_operator.conditions import Condition, merge_conditions
+from byok_operator.crypto import DecryptionError, Vault, VaultConfigError, fingerprint
+from byok_operator.models import SpecError, parse_duration, parse_spec
+from byok_operator.reconcile import (
+    CommittedKey,
+    KeyRecord,
+    KeyShape,
+    TenantRef,
+    VaultState,
+    budget_display,
+    byok_key_shape,
+    commit_keys,
+    desired_deployments,
+    forget,
+    plan_virtual_key,
+    platform_key_shape,
+    promote,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+REF = TenantRef("tenant-a", "acme", "0d9c8f8e-1111-2222-3333-444455556666", 3)
+BYOK = {
+    "mode": "BYOK",
+    "providers": {
+        "openai": {
+            "secretRef": {"name": "k", "key": "openai"},
+            "models": ["gpt-4o"],
+            "rpmLimit": 5,
+        },
+        "anthropic": {"secretRef": {"name": "k", "key": "anthropic"}},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0s", timedelta(0)), ("90d", timedelta(days=90)), ("1h30m", timedelta(minutes=90))],
+)
+def test_parse_duration(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "5", "1w", "h", "-1s"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_spec_defaults_tenant_id_and_mode() -> None:
+    spec = parse_spec({}, name="acme")
+    assert (spec.tenant_id, spec.mode) == ("acme", Mode.PLATFORM)
+    assert spec.rotation.max_key_age == timedelta(days=90)
+
+
+def test_byok_without_providers_is_a_spec_error() -> None:
+    with pytest.raises(SpecError, match="names no provider"):
+        parse_spec({"mode": "BYOK"}, name="acme")
+
+
+def test_bad_budget_names_the_field() -> None:
+    with pytest.raises(SpecError, match=r"spec\.platform\.budget\.maxUSD"):
+        parse_spec({"platform": {"budget": {"maxUSD": "-3"}}}, name="acme")
+
+
+def test_conditions_keep_transition_time_while_status_holds() -> None:
+    first = merge_conditions(
+        None, [Condition(ConditionType.READY, "False", "X", "m")], generation=1, now=T0
+    )
+    later = T0 + timedelta(minutes=5)
+    same = merge_conditions(
+        first, [Condition(ConditionType.READY, "False", "Y", "n")], generation=2, now=later
+    )
+    assert same[0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    assert (same[0]["reason"], same[0]["observedGeneration"]) == ("Y", 2)
+    flipped = merge_conditions(
+        same, [Condition(ConditionType.READY, "True", "Ready", "ok")], generation=2, now=later
+    )
+    assert flipped[0]["lastTransitionTime"] == "2026-01-01T00:05:00Z"
+
+
+def test_conditions_keep_types_not_mentioned() -> None:
+    first = merge_conditions(
+        None, [Condition(ConditionType.KEYS_VALID, "True", "KeysValid", "")], generation=1, now=T0
+    )
+    both = merge_conditions(
+        first, [Condition(ConditionType.READY, "True", "Ready", "")], generation=1, now=T0
+    )
+    assert [c["type"] for c in both] == ["Ready", "KeysValid"]
+
+
+def _committed(fp: str, at: datetime) -> CommittedKey:
+    return CommittedKey(
+        provider=Provider.OPENAI,
+        fingerprint=fp,
+        committed_at=at,
+        validated_at=at,
+        models=("gpt-4o",),
+    )
+
+
+def test_commit_keeps_the_working_key_when_the_new_one_fails() -> None:
+    previous = {Provider.OPENAI: _committed("sha256:old", T0)}
+    committed = commit_keys({Provider.OPENAI: None}, previous, {}, T0 + timedelta(days=1))
+    assert committed[Provider.OPENAI].fingerprint == "sha256:old"
+
+
+def test_commit_replaces_on_a_validated_new_key_and_keeps_commit_time_for_the_same_key() -> None:
+    previous = {Provider.OPENAI: _committed("sha256:old", T0)}
+    later = T0 + timedelta(days=1)
+    same = commit_keys(
+        {Provider.OPENAI: None}, previous, {Provider.OPENAI: ("sha256:old", ())}, later
+    )
+    assert same[Provider.OPENAI].committed_at == T0
+    new = commit_keys(
+        {Provider.OPENAI: None}, previous, {Provider.OPENAI: ("sha256:new", ())}, later
+    )
+    assert (new[Provider.OPENAI].fingerprint, new[Provider.OPENAI].committed_at) == (
+        "sha256:new",
+        later,
+    )
+
+
+def test_commit_drops_providers_no_longer_configured() -> None:
+    previous = {Provider.OPENAI: _committed("sha256:old", T0)}
+    assert commit_keys({}, previous, {}, T0) == {}
+
+
+def test_byok_shape_names_models_and_aliases_and_limits() -> None:
+    spec = parse_spec(BYOK, name="acme")
+    committed = {
+        Provider.OPENAI: _committed("sha256:a", T0),
+        Provider.ANTHROPIC: CommittedKey(
+            provider=Provider.ANTHROPIC,
+            fingerprint="sha256:b",
+            committed_at=T0,
+            validated_at=T0,
+            models=("claude-x", "claude-y"),
+        ),
+    }
+    deployments = desired_deployments(REF, spec, committed, cap=1)
+    shape = byok_key_shape(spec, deployments)
+    assert shape.aliases == {
+        "gpt-4o": "byok-acme-0d9c8f8e/gpt-4o",
+        "claude-x": "byok-acme-0d9c8f8e/claude-x",
+    }
+    assert set(shape.models) == set(shape.aliases.values())
+    assert shape.model_rpm_limit == {"byok-acme-0d9c8f8e/gpt-4o": 5}
+    assert len({d.id for d in deployments}) == 2
+
+
+def test_platform_shape_carries_budget() -> None:
+    spec = parse_spec({"platform": {"budget": {"maxUSD": "500", "period": "30d"}}}, name="a")
+    shape = platform_key_shape(spec, ["gpt-4o-mini"])
+    assert (shape.models, shape.max_budget, shape.budget_duration) == (
+        ("gpt-4o-mini",),
+        Decimal("500"),
+        "30d",
+    )
+    assert budget_display(spec) == "$500/30d"
+    assert budget_display(parse_spec(BYOK, name="a")) == "N/A"
+
+
+def _live(mode: Mode, shape: KeyShape, issued: datetime = T0) -> KeyRecord:
+    return KeyRecord(
+        alias="tlc-u-1", serial=1, mode=mode, shape=shape.digest(), state="live", issued_at=issued
+    )
+
+
+def test_plan_issues_on_mode_change_and_updates_on_shape_change() -> None:
+    shape = KeyShape(mode=Mode.PLATFORM, models=("gpt-4o-mini",))
+    state = VaultState(keys=[_live(Mode.PLATFORM, shape)])
+    assert not plan_virtual_key(state, shape, now=T0, rotate_request=None, max_age=None).issue
+    byok = KeyShape(mode=Mode.BYOK, models=("byok-x/gpt-4o",))
+    assert plan_virtual_key(state, byok, now=T0, rotate_request=None, max_age=None).issue
+    wider = KeyShape(mode=Mode.PLATFORM, models=("gpt-4o-mini", "gpt-4o"))
+    plan = plan_virtual_key(state, wider, now=T0, rotate_request=None, max_age=None)
+    assert (plan.issue, plan.update_live) == (False, True)
+
+
+def test_plan_rotates_on_new_annotation_value_and_on_age() -> None:
+    shape = KeyShape(mode=Mode.PLATFORM, models=("m",))
+    state = VaultState(keys=[_live(Mode.PLATFORM, shape)], rotate_request="1")
+    assert not plan_virtual_key(state, shape, now=T0, rotate_request="1", max_age=None).issue
+    assert plan_virtual_key(state, shape, now=T0, rotate_request="2", max_age=None).issue
+    old = T0 + timedelta(days=31)
+    assert plan_virtual_key(
+        state, shape, now=old, rotate_request="1", max_age=timedelta(days=30)
+    ).issue
+
+
+def test_promote_starts_grace_and_revocation_waits_for_it() -> None:
+    shape = KeyShape(mode=Mode.PLATFORM, models=("m",))
+    pending = KeyRecord(alias="tlc-u-2", serial=2, mode=Mode.PLATFORM, shape="s", state="pending")
+    state = VaultState(keys=[_live(Mode.PLATFORM, shape), pending])
+    state = promote(state, "tlc-u-2", now=T0, grace=timedelta(minutes=10))
+    assert [(k.alias, k.state) for k in state.keys] == [
+        ("tlc-u-1", "retiring"),
+        ("tlc-u-2", "live"),
+    ]
+    during = plan_virtual_key(
+        state, shape, now=T0 + timedelta(minutes=5), rotate_request=None, max_age=None
+    )
+    assert during.revoke == () and during.next_check == T0 + timedelta(minutes=10)
+    after = plan_virtual_key(
+        state, shape, now=T0 + timedelta(minutes=10), rotate_request=None, max_age=None
+    )
+    assert after.revoke == ("tlc-u-1",)
+    assert [k.alias for k in forget(state, after.revoke).keys] == ["tlc-u-2"]
+
+
+def test_fingerprint_reveals_no_part_of_the_key() -> None:
+    key = "sk-canary-0123456789abcdefghijklmnop"
+    fp = fingerprint(key)
+    assert fp.startswith("sha256:") and len(fp) == 19
+    assert not any(key[i : i + 4] in fp for i in range(len(key) - 4))
+
+
+def test_vault_rewrap_lets_the_old_key_go() -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    token = Vault.from_text(old, source="t").encrypt("sk-secret")
+    both = Vault.from_text(f"{new}\n{old}", source="t")
+    assert not both.is_current(token)
+    rewrapped = both.rewrap(token)
+    assert both.is_current(rewrapped)
+    assert Vault.from_text(new, source="t").decrypt(rewrapped) == "sk-secret"
+    with pytest.raises(DecryptionError, match="cannot be decrypted") as caught:
+        Vault.from_text(new, source="t").decrypt(token)
+    assert "sk-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"), [("", "No encryption key"), ("abc", "not a Fernet key")]
+)
+def test_vault_config_errors_are_clear(text: str, match: str) -> None:
+    with pytest.raises(VaultConfigError, match=match):
+        Vault.from_text(text, source="Secret byok-system/enc")

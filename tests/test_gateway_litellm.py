@@ -1,0 +1,578 @@
+"""The LiteLLM admin client against a real LiteLLM proxy (the shared test bed).
+
+Tests marked `gateway` need the `litellm` fixture (`-p harness.litellm_fixtures`); the others
+are fast checks of the client's own logic with httpx's MockTransport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from byok_operator.api import Provider
+from byok_operator.gateway.litellm import (
+    DuplicateKeyAliasError,
+    GatewayError,
+    KeySpec,
+    LiteLLMGateway,
+    redact,
+    token_of,
+)
+from harness.litellm import LiteLLMTestbed
+
+gateway_test = pytest.mark.gateway
+
+
+@pytest.fixture
+def uid() -> str:
+    """A fresh tenant uid, so tests sharing one proxy never see each other's objects."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def gateway(litellm: LiteLLMTestbed) -> AsyncIterator[LiteLLMGateway]:
+    async with LiteLLMGateway(litellm.url, litellm.master_key) as gw:
+        yield gw
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def log_everything(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+def mock_gateway(
+    handler: Callable[[httpx.Request], httpx.Response], master_key: str = "sk-m"
+) -> LiteLLMGateway:
+    return LiteLLMGateway("http://litellm", master_key, transport=httpx.MockTransport(handler))
+
+
+def names(uid: str, provider: str = "openai") -> tuple[str, str, str]:
+    """Credential name, deployment id and tenant model name, as the operator derives them."""
+    return f"byok-{uid}-{provider}", f"byok-{uid}-{provider}-gpt-4o-mini", f"byok-{uid}/gpt-4o-mini"
+
+
+# --- fast: no proxy ---
+
+
+def test_redact_removes_keys_tokens_and_named_secrets() -> None:
+    text = (
+        "bad key sk-abc123XYZ_-. and sk-ant-api03-AAAA, name sk-...eg5A, "
+        "Authorization: Bearer sk-master123 / bearer opaque-token; custom hunter2; task-runner"
+    )
+    out = redact(text, ["hunter2"])
+    for secret in ("abc123XYZ", "api03-AAAA", "eg5A", "master123", "opaque-token", "hunter2"):
+        assert secret not in out
+    assert "task-runner" in out  # no false positive inside words
+    assert redact("nothing secret here") == "nothing secret here"
+
+
+def test_token_of_hashes_keys_and_keeps_tokens() -> None:
+    token = token_of("sk-ukNCpxAf7nxzDOXxJKeg5A")
+    assert token == "6f03cc3720f246e629d7f63dcba63da566eba8a2a8fe9770a4499f7c3110579f"
+    assert token_of(token) == token
+
+
+def test_key_spec_refuses_empty_models() -> None:
+    with pytest.raises(ValueError, match="explicit, non-empty model list"):
+        KeySpec(alias="a", models=[])
+    with pytest.raises(ValueError, match="may not call"):
+        KeySpec(alias="a", models=["m1"], aliases={"x": "m2"})
+
+
+async def test_generate_key_with_empty_models_makes_no_http_call() -> None:
+    calls: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, json={})
+
+    spec = KeySpec.model_construct(alias="x", models=())  # bypasses validation on purpose
+    async with mock_gateway(record) as gw:
+        with pytest.raises(ValueError, match="non-empty model list"):
+            await gw.generate_key(spec)
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "retryable", "expected"),
+    [
+        (500, {"error": {"message": "boom", "type": "internal_server_error"}}, True, "boom"),
+        (503, "upstream down", True, "upstream down"),
+        (429, {"error": {"message": "slow down"}}, True, "slow down"),
+        (401, {"error": {"message": "Invalid API key"}}, False, "LITELLM_MASTER_KEY"),
+        (404, {"error": {"message": "{'error': 'No keys found'}"}}, False, "No keys found"),
+        (422, {"detail": [{"loc": ["body", "max_budget"], "msg": "bad"}]}, False, "max_budget"),
+    ],
+)
+async def test_http_errors_map_to_gateway_error(
+    status: int, body: object, retryable: bool, expected: str
+) -> None:
+    def reply(request: httpx.Request) -> httpx.Response:
+        if isinstance(body, str):
+            return httpx.Response(status, text=body)
+        return httpx.Response(status, json=body)
+
+    async with mock_gateway(reply) as gw:
+        with pytest.raises(GatewayError) as caught:
+            await gw.list_credentials()
+    assert caught.value.status == status
+    assert caught.value.retryable is retryable
+    assert expected in str(caught.value)
+
+
+async def test_echoed_request_bodies_never_reach_the_exception(
+    log_everything: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A proxy that echoes the request (as FastAPI's `input` or in its message) leaks nothing."""
+    canary = f"canary-provider-key-{uuid.uuid4().hex}"  # not sk-shaped: redacted by value
+    master = f"master-{uuid.uuid4().hex}"
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        sent = request.content.decode()
+        auth = request.headers["authorization"]
+        if request.method == "PATCH":
+            return httpx.Response(
+                422, json={"detail": [{"loc": ["body"], "msg": f"bad {sent}", "input": sent}]}
+            )
+        return httpx.Response(400, json={"error": {"message": f"got {sent} with {auth}"}})
+
+    async with mock_gateway(echo, master) as gw:
+        for _ in range(2):
+            with pytest.raises(GatewayError) as caught:
+                await gw.upsert_credential(
+                    "c", Provider.OPENAI, canary, api_base=None, info={"tenant": "x"}
+                )
+            text = f"{caught.value} {caught.value!r} {caught.value.args}"
+            assert canary not in text
+            assert master not in text
+    out = capsys.readouterr()
+    for secret in (canary, master):
+        assert secret not in log_everything.text + out.out + out.err
+
+
+async def test_unexpected_response_shape_is_a_clear_error() -> None:
+    def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>not litellm</html>")
+
+    async with mock_gateway(reply) as gw:
+        with pytest.raises(GatewayError, match="unexpected response") as caught:
+            await gw.list_keys()
+        assert not caught.value.retryable
+        assert await gw.health() is False
+
+
+# --- against the real proxy ---
+
+
+@gateway_test
+async def test_health(gateway: LiteLLMGateway) -> None:
+    assert await gateway.health() is True
+
+
+@gateway_test
+async def test_credential_create_patch_delete(
+    gateway: LiteLLMGateway, litellm: LiteLLMTestbed, uid: str
+) -> None:
+    name, _, _ = names(uid)
+    await gateway.upsert_credential(
+        name,
+        Provider.OPENAI,
+        "sk-canary-first-key-11",
+        api_base="http://127.0.0.1:9/v1",
+        info={"tenant_uid": uid, "fingerprint": "sha256:aaaa"},
+    )
+    created = await gateway.get_credential(name)
+    assert created is not None
+    assert created.provider == "openai"
+    assert created.managed
+    assert created.info == {"tenant_uid": uid, "fingerprint": "sha256:aaaa"}
+
+    # Same name again: updated in place (LiteLLM would answer 409 to a second create).
+    await gateway.upsert_credential(
+        name,
+        Provider.OPENAI,
+        "sk-canary-second-key-22",
+        api_base=None,
+        info={"tenant_uid": uid, "fingerprint": "sha256:bbbb"},
+    )
+    updated = await gateway.get_credential(name)
+    assert updated is not None
+    assert updated.info == {"tenant_uid": uid, "fingerprint": "sha256:bbbb"}
+    assert [c.name for c in await gateway.list_credentials(match={"tenant_uid": uid})] == [name]
+    # LiteLLM shows values only masked (first two and last two characters): enough to see
+    # that the key was swapped and api_base removed.
+    async with httpx.AsyncClient(
+        base_url=litellm.url, headers={"Authorization": f"Bearer {litellm.master_key}"}
+    ) as raw:
+        shown = (await raw.get(f"/credentials/by_name/{name}")).json()["credential_values"]
+    assert shown["api_key"].endswith("22")
+    assert "api_base" not in shown
+
+    assert await gateway.delete_credential(name) is True
+    assert await gateway.delete_credential(name) is False
+    assert await gateway.get_credential(name) is None
+    assert await gateway.list_credentials(match={"tenant_uid": uid}) == []
+
+
+@gateway_test
+async def test_deployment_upsert_is_idempotent(gateway: LiteLLMGateway, uid: str) -> None:
+    credential, deployment_id, model_name = names(uid)
+    await gateway.upsert_credential(
+        credential, Provider.OPENAI, "sk-canary-x", api_base=None, info={"tenant_uid": uid}
+    )
+    info = {"tenant_uid": uid, "provider": "openai"}
+    for _ in range(2):
+        await gateway.upsert_deployment(
+            deployment_id, model_name, "openai/gpt-4o-mini", credential, info=info
+        )
+    listed = await gateway.list_deployments(match={"tenant_uid": uid})
+    assert len(listed) == 1
+    (deployment,) = listed
+    assert deployment.id == deployment_id
+    assert deployment.model_name == model_name
+    assert deployment.litellm_model == "openai/gpt-4o-mini"
+    assert deployment.credential_name == credential
+    assert deployment.info == info
+    assert deployment.managed
+
+    # A changed spec is updated in place under the same id.
+    await gateway.upsert_deployment(
+        deployment_id, model_name, "openai/gpt-4o", credential, info=info
+    )
+    after = await gateway.list_deployments(match={"tenant_uid": uid})
+    assert [(d.id, d.litellm_model) for d in after] == [(deployment_id, "openai/gpt-4o")]
+    assert await gateway.list_deployments(search=f"byok-{uid}/") == after
+
+    assert await gateway.delete_deployment(deployment_id) is True
+    assert await gateway.delete_deployment(deployment_id) is False
+    assert await gateway.get_deployment(deployment_id) is None
+    assert await gateway.delete_credential(credential) is True
+
+
+@gateway_test
+async def test_concurrent_upserts_create_one_object(gateway: LiteLLMGateway, uid: str) -> None:
+    """Two reconciles racing: both see nothing, both create; the loser updates instead.
+
+    LiteLLM answers a duplicate credential with 409 and a duplicate deployment id with 500.
+    """
+    credential, deployment_id, model_name = names(uid)
+    info = {"tenant_uid": uid}
+    await asyncio.gather(
+        *(
+            gateway.upsert_credential(
+                credential, Provider.OPENAI, "sk-canary-z", api_base=None, info=info
+            )
+            for _ in range(3)
+        )
+    )
+    await asyncio.gather(
+        *(
+            gateway.upsert_deployment(
+                deployment_id, model_name, "openai/gpt-4o-mini", credential, info=info
+            )
+            for _ in range(3)
+        )
+    )
+    assert [c.name for c in await gateway.list_credentials(match=info)] == [credential]
+    assert [d.id for d in await gateway.list_deployments(match=info)] == [deployment_id]
+    assert await gateway.delete_deployment(deployment_id) is True
+    assert await gateway.delete_credential(credential) is True
+
+
+@gateway_test
+async def test_virtual_key_lifecycle(gateway: LiteLLMGateway, uid: str) -> None:
+    _, _, model_name = names(uid)
+    alias = f"byok-{uid}-vk-1"
+    spec = KeySpec(
+        alias=alias,
+        models=[model_name],
+        aliases={"gpt-4o-mini": model_name},
+        metadata={"tenant_uid": uid, "mode": "BYOK"},
+        rpm_limit=100,
+        tpm_limit=10_000,
+        model_rpm_limit={model_name: 10},
+    )
+    issued = await gateway.generate_key(spec)
+    secret = issued.key.get_secret_value()
+    assert secret.startswith("sk-")
+    assert secret not in repr(issued)
+    assert secret not in str(issued)
+    assert issued.token == token_of(secret)
+    assert issued.alias == alias
+
+    by_key = await gateway.key_info(secret)
+    by_token = await gateway.key_info(issued.token)
+    assert by_key is not None
+    assert by_key == by_token
+    assert by_key.token == issued.token
+    assert by_key.alias == alias
+    assert by_key.models == (model_name,)
+    assert by_key.aliases == {"gpt-4o-mini": model_name}
+    assert by_key.metadata == {"tenant_uid": uid, "mode": "BYOK"}
+    assert by_key.managed
+    assert (by_key.rpm_limit, by_key.tpm_limit) == (100, 10_000)
+    assert by_key.spend == 0.0
+
+    found = await gateway.find_key_by_alias(alias)
+    assert found is not None
+    assert found.token == issued.token
+    assert await gateway.find_key_by_alias(f"{alias}-nope") is None
+
+    with pytest.raises(DuplicateKeyAliasError) as duplicate:
+        await gateway.generate_key(spec)
+    assert duplicate.value.existing is not None
+    assert duplicate.value.existing.token == issued.token
+    assert not duplicate.value.retryable
+
+    assert [k.token for k in await gateway.list_keys(match={"tenant_uid": uid})] == [issued.token]
+
+    assert await gateway.delete_keys([secret]) == 1
+    assert await gateway.delete_keys([secret, issued.token]) == 0
+    assert await gateway.key_info(issued.token) is None
+    assert await gateway.find_key_by_alias(alias) is None
+
+
+@gateway_test
+async def test_budget_is_visible_in_key_info(gateway: LiteLLMGateway, uid: str) -> None:
+    issued = await gateway.generate_key(
+        KeySpec(
+            alias=f"byok-{uid}-platform",
+            models=["gpt-4o-mini"],
+            metadata={"tenant_uid": uid, "mode": "Platform"},
+            max_budget=12.5,
+            budget_duration="30d",
+        )
+    )
+    info = await gateway.key_info(issued.token)
+    assert info is not None
+    assert info.max_budget == 12.5
+    assert info.budget_duration == "30d"
+    assert info.budget_reset_at is not None
+    assert info.models == ("gpt-4o-mini",)
+    assert await gateway.delete_keys([issued.token]) == 1
+
+
+@gateway_test
+async def test_sweep_helpers_select_by_marker(
+    gateway: LiteLLMGateway, litellm: LiteLLMTestbed, uid: str
+) -> None:
+    """list_* return only objects carrying our marker, narrowed by tenant info."""
+    other = f"{uid}-other"
+    tokens = []
+    for tenant in (uid, other):
+        credential, deployment_id, model_name = names(tenant)
+        await gateway.upsert_credential(
+            credential, Provider.OPENAI, "sk-canary-y", api_base=None, info={"tenant_uid": tenant}
+        )
+        await gateway.upsert_deployment(
+            deployment_id, model_name, "openai/gpt-4o-mini", credential, info={"tenant_uid": tenant}
+        )
+        issued = await gateway.generate_key(
+            KeySpec(alias=f"byok-{tenant}-vk", models=[model_name], metadata={"tenant_uid": tenant})
+        )
+        tokens.append(issued.token)
+    # A key someone made by hand, without our marker.
+    async with httpx.AsyncClient(
+        base_url=litellm.url, headers={"Authorization": f"Bearer {litellm.master_key}"}
+    ) as raw:
+        response = await raw.post(
+            "/key/generate", json={"key_alias": f"manual-{uid}", "models": ["gpt-4o-mini"]}
+        )
+        manual_token = response.json()["token"]
+
+    assert {c.name for c in await gateway.list_credentials(match={"tenant_uid": uid})} == {
+        names(uid)[0]
+    }
+    assert {d.id for d in await gateway.list_deployments(match={"tenant_uid": other})} == {
+        names(other)[1]
+    }
+    ours = {k.token for k in await gateway.list_keys()}
+    assert set(tokens) <= ours
+    assert manual_token not in ours
+    everything = await gateway.list_keys(managed_only=False, alias_contains=uid)
+    assert {k.token for k in everything} == {*tokens, manual_token}
+    assert "gpt-4o-mini" not in {d.model_name for d in await gateway.list_deployments()}
+    assert "gpt-4o-mini" in {
+        d.model_name for d in await gateway.list_deployments(managed_only=False)
+    }
+
+    # The sweep itself: everything of both tenants goes, and a second sweep finds nothing.
+    for tenant in (uid, other):
+        match = {"tenant_uid": tenant}
+        await gateway.delete_keys([k.token for k in await gateway.list_keys(match=match)])
+        for d in await gateway.list_deployments(match=match):
+            await gateway.delete_deployment(d.id)
+        for c in await gateway.list_credentials(match=match):
+            await gateway.delete_credential(c.name)
+        assert await gateway.list_keys(match=match) == []
+        assert await gateway.list_deployments(match=match) == []
+        assert await gateway.list_credentials(match=match) == []
+    assert await gateway.delete_keys([manual_token]) == 1
+
+
+@gateway_test
+async def test_wrong_master_key_is_a_clear_permanent_error(
+    litellm: LiteLLMTestbed, log_everything: pytest.LogCaptureFixture
+) -> None:
+    wrong = f"sk-wrong-master-{uuid.uuid4().hex}"
+    async with LiteLLMGateway(litellm.url, wrong) as gw:
+        with pytest.raises(GatewayError) as caught:
+            await gw.list_credentials()
+    assert caught.value.status == 401
+    assert caught.value.retryable is False
+    assert "LITELLM_MASTER_KEY" in str(caught.value)
+    assert wrong not in f"{caught.value!r} {log_everything.text}"
+
+
+@gateway_test
+async def test_closed_port_is_retryable(closed_port: int) -> None:
+    async with LiteLLMGateway(f"http://127.0.0.1:{closed_port}", "sk-m", timeout=2) as gw:
+        with pytest.raises(GatewayError) as caught:
+            await gw.upsert_deployment("d", "m", "openai/m", "c", info={})
+        assert caught.value.retryable is True
+        assert caught.value.status is None
+        assert "LITELLM_URL" in str(caught.value)
+        assert await gw.health() is False
+
+
+@gateway_test
+async def test_provider_key_canary_never_leaks(
+    gateway: LiteLLMGateway,
+    litellm: LiteLLMTestbed,
+    uid: str,
+    closed_port: int,
+    log_everything: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    canary = f"sk-canary-{uuid.uuid4().hex}"
+    name, _, _ = names(uid)
+    failures: list[GatewayError] = []
+    for gw in (
+        LiteLLMGateway(litellm.url, "sk-not-the-master"),  # 401
+        LiteLLMGateway(f"http://127.0.0.1:{closed_port}", litellm.master_key),  # no proxy
+    ):
+        async with gw:
+            with pytest.raises(GatewayError) as caught:
+                await gw.upsert_credential(
+                    name, Provider.OPENAI, canary, api_base=None, info={"tenant_uid": uid}
+                )
+            failures.append(caught.value)
+    # And the success path: created, then patched with the same canary.
+    for _ in range(2):
+        await gateway.upsert_credential(
+            name, Provider.OPENAI, canary, api_base=None, info={"tenant_uid": uid}
+        )
+    listed = await gateway.list_credentials(match={"tenant_uid": uid})
+    await gateway.delete_credential(name)
+
+    out = capsys.readouterr()
+    haystack = " ".join(
+        [*(f"{e} {e!r} {e.args}" for e in failures), repr(listed), log_everything.text]
+    )
+    haystack += out.out + out.err
+    assert canary not in haystack
+    assert canary[-12:] not in haystack
+    assert litellm.master_key not in haystack
+
+
+async def _recording_upstream() -> tuple[asyncio.Server, list[str]]:
+    """A loopback "provider" that records each request's Authorization header and says 401."""
+    seen: list[str] = []
+    body = json.dumps({"error": {"message": "recorded", "type": "invalid_request_error"}})
+    reply = (
+        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+    ).encode()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode(errors="replace")
+        auth = [line for line in head.split("\r\n") if line.lower().startswith("authorization:")]
+        seen.append(auth[0].split(":", 1)[1].strip() if auth else "")
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, seen
+
+
+@gateway_test
+async def test_tenant_key_cannot_call_another_tenants_deployment(
+    gateway: LiteLLMGateway, litellm: LiteLLMTestbed, uid: str
+) -> None:
+    """B's key, limited to B's deployment, is refused A's; no request reaches A's provider."""
+    server, seen = await _recording_upstream()
+    upstream = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1"
+    tenant_a, tenant_b = f"{uid}-a", f"{uid}-b"
+    key_a = f"sk-canary-tenant-a-{uuid.uuid4().hex}"
+    created: dict[str, tuple[str, str, str]] = {}
+    try:
+        for tenant, provider_key in ((tenant_a, key_a), (tenant_b, "sk-canary-tenant-b")):
+            credential, deployment_id, model_name = created[tenant] = names(tenant)
+            await gateway.upsert_credential(
+                credential,
+                Provider.OPENAI,
+                provider_key,
+                api_base=upstream,
+                info={"tenant_uid": tenant},
+            )
+            await gateway.upsert_deployment(
+                deployment_id,
+                model_name,
+                "openai/gpt-4o-mini",
+                credential,
+                info={"tenant_uid": tenant},
+            )
+        model_a, model_b = created[tenant_a][2], created[tenant_b][2]
+        issued_b = await gateway.generate_key(
+            KeySpec(
+                alias=f"byok-{tenant_b}-vk",
+                models=[model_b],
+                aliases={"gpt-4o-mini": model_b},
+                metadata={"tenant_uid": tenant_b},
+            )
+        )
+        chat = {"messages": [{"role": "user", "content": "hi"}]}
+        async with httpx.AsyncClient(base_url=litellm.url, timeout=30) as client:
+            denied = await client.post(
+                "/v1/chat/completions",
+                json={**chat, "model": model_a},
+                headers={"Authorization": f"Bearer {issued_b.key.get_secret_value()}"},
+            )
+            assert denied.status_code in (401, 403), denied.text
+            assert denied.json()["error"]["type"] == "key_model_access_denied"
+            assert seen == []  # LiteLLM refused before any provider call
+
+            # Contrast: the admin key does reach A's deployment, carrying A's provider key,
+            # so the refusal above is the key's model list at work, not a broken deployment.
+            await client.post(
+                "/v1/chat/completions",
+                json={**chat, "model": model_a},
+                headers={"Authorization": f"Bearer {litellm.master_key}"},
+            )
+            assert seen
+            assert set(seen) == {f"Bearer {key_a}"}
+        await gateway.delete_keys([issued_b.token])
+    finally:
+        server.close()
+        await server.wait_closed()
+        for credential, deployment_id, _ in created.values():
+            await gateway.delete_deployment(deployment_id)
+            await gateway.delete_credential(credential)
