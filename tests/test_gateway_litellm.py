@@ -20,6 +20,7 @@ import pytest_asyncio
 from byok_operator.api import Provider
 from byok_operator.gateway.litellm import (
     DuplicateKeyAliasError,
+    DuplicateKeyValueError,
     GatewayError,
     KeySpec,
     LiteLLMGateway,
@@ -96,6 +97,19 @@ def test_key_spec_refuses_empty_models() -> None:
         KeySpec(alias="a", models=["m1"], aliases={"x": "m2"})
 
 
+def test_key_spec_refuses_a_bad_chosen_key_without_echoing_it() -> None:
+    for bad in ("sk-short", "no-sk-prefix-0123456789", "sk-with space 0123456789"):
+        with pytest.raises(ValueError, match="must start with 'sk-'") as caught:
+            KeySpec(alias="a", models=["m"], key=bad, aliases={"x": "m"})
+        assert bad not in str(caught.value)
+    with pytest.raises(ValueError, match="may not call") as other:
+        KeySpec(alias="a", models=["m"], key="sk-fine-but-secret-0123", aliases={"x": "y"})
+    assert "sk-fine-but-secret-0123" not in str(other.value)  # no input echo in errors
+    assert "sk-fine-but-secret-0123" not in repr(
+        KeySpec(alias="a", models=["m"], key="sk-fine-but-secret-0123")
+    )
+
+
 async def test_generate_key_with_empty_models_makes_no_http_call() -> None:
     calls: list[httpx.Request] = []
 
@@ -103,7 +117,7 @@ async def test_generate_key_with_empty_models_makes_no_http_call() -> None:
         calls.append(request)
         return httpx.Response(200, json={})
 
-    spec = KeySpec.model_construct(alias="x", models=())  # bypasses validation on purpose
+    spec = KeySpec.model_construct(alias="x", models=[])  # bypasses validation on purpose
     async with mock_gateway(record) as gw:
         with pytest.raises(ValueError, match="non-empty model list"):
             await gw.generate_key(spec)
@@ -323,7 +337,7 @@ async def test_virtual_key_lifecycle(gateway: LiteLLMGateway, uid: str) -> None:
     assert by_key == by_token
     assert by_key.token == issued.token
     assert by_key.alias == alias
-    assert by_key.models == (model_name,)
+    assert by_key.models == [model_name]
     assert by_key.aliases == {"gpt-4o-mini": model_name}
     assert by_key.metadata == {"tenant_uid": uid, "mode": "BYOK"}
     assert by_key.managed
@@ -350,6 +364,52 @@ async def test_virtual_key_lifecycle(gateway: LiteLLMGateway, uid: str) -> None:
 
 
 @gateway_test
+async def test_key_with_chosen_value_and_update(gateway: LiteLLMGateway, uid: str) -> None:
+    """A caller-chosen value survives; a second key with that value is caught, not faked."""
+    value = f"sk-chosen-{uuid.uuid4().hex}"
+    spec = KeySpec(
+        alias=f"byok-{uid}-vk-7",
+        key=value,
+        models=["m1"],
+        metadata={"tenant_uid": uid, "generation": "1"},
+        max_budget=3,
+        budget_duration="30d",
+        rpm_limit=7,
+        model_rpm_limit={"m1": 5},
+    )
+    issued = await gateway.generate_key(spec)
+    assert issued.key.get_secret_value() == value
+    assert issued.token == token_of(value)
+
+    # LiteLLM answers 200 here but keeps the existing key as it was.
+    with pytest.raises(DuplicateKeyValueError) as duplicate:
+        await gateway.generate_key(spec.model_copy(update={"alias": f"byok-{uid}-vk-8"}))
+    assert duplicate.value.existing is not None
+    assert duplicate.value.existing.alias == spec.alias
+    assert value not in str(duplicate.value)
+    assert await gateway.find_key_by_alias(f"byok-{uid}-vk-8") is None
+
+    # Update: new models and aliases, metadata replaced, unset limits cleared.
+    updated = KeySpec(
+        alias=spec.alias,
+        models=["m1", "m2"],
+        aliases={"small": "m2"},
+        metadata={"tenant_uid": uid, "generation": "2"},
+        model_tpm_limit={"m2": 50},
+    )
+    assert await gateway.update_key(value, updated) is True
+    info = await gateway.key_info(issued.token)
+    assert info is not None
+    assert info.models == ["m1", "m2"]
+    assert info.aliases == {"small": "m2"}
+    assert info.metadata == {"tenant_uid": uid, "generation": "2"}
+    assert (info.max_budget, info.budget_duration, info.rpm_limit) == (None, None, None)
+
+    assert await gateway.delete_keys([issued.token]) == 1
+    assert await gateway.update_key(issued.token, updated) is False
+
+
+@gateway_test
 async def test_budget_is_visible_in_key_info(gateway: LiteLLMGateway, uid: str) -> None:
     issued = await gateway.generate_key(
         KeySpec(
@@ -365,7 +425,7 @@ async def test_budget_is_visible_in_key_info(gateway: LiteLLMGateway, uid: str) 
     assert info.max_budget == 12.5
     assert info.budget_duration == "30d"
     assert info.budget_reset_at is not None
-    assert info.models == ("gpt-4o-mini",)
+    assert info.models == ["gpt-4o-mini"]
     assert await gateway.delete_keys([issued.token]) == 1
 
 

@@ -225,7 +225,7 @@ async def test_invalid_key_message_says_what_to_do(validator: KeyValidator) -> N
 
     err = await validation_error(validator, OPENAI, key)
 
-    assert err.message.startswith(f"OpenAI rejected the OpenAI key {fingerprint(key)} (HTTP 401")
+    assert err.message.startswith(f"OpenAI rejected the key {fingerprint(key)} (HTTP 401")
     assert "code invalid_api_key" in err.message
     assert "wrong, revoked or expired" in err.message
     assert "update" in err.message or "put it in the Secret" in err.message

@@ -43,7 +43,7 @@ class Settings:
     validation_concurrency: int
     repair_interval: float
     spend_interval: float
-    secret_poll_interval: float
+    retry_delay: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -80,5 +80,5 @@ class Settings:
             validation_concurrency=int(_seconds(env, "BYOK_VALIDATION_CONCURRENCY", 16)),
             repair_interval=_seconds(env, "BYOK_REPAIR_INTERVAL", 60),
             spend_interval=_seconds(env, "BYOK_SPEND_INTERVAL", 60),
-            secret_poll_interval=_seconds(env, "BYOK_SECRET_POLL_INTERVAL", 300),
+            retry_delay=_seconds(env, "BYOK_RETRY_DELAY", 30),
         )

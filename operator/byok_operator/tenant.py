@@ -266,7 +266,7 @@ class Reconciler:
         servable = set(committed) == set(spec.providers.configured()) or (
             serving_byok and committed
         )
-        retry = 30.0 if any(e.retryable for e in errors) else None
+        retry = self.deps.settings.retry_delay if any(e.retryable for e in errors) else None
         problems = _key_problem_audits(errors) if _keys_message_changed(raw_status, errors) else []
         if not servable:
             status = _status(
@@ -660,7 +660,8 @@ class Reconciler:
             message=str(exc),
             gateway_ok=False,
         )
-        return Outcome(status, retry_after=15.0 if exc.retryable else 120.0, retry_message=str(exc))
+        delay = self.deps.settings.retry_delay
+        return Outcome(status, retry_after=delay if exc.retryable else 4 * delay, retry_message=str(exc))
 
 
 # --- helpers: names, markers, status ----------------------------------------------------------

@@ -55,6 +55,7 @@ MARKER_FIELD: Final = "byok"
 MANAGED_BY_KEY: Final = "managed_by"
 
 PAGE_SIZE: Final = 100  # /key/list refuses more than 100 per page
+MIN_CUSTOM_KEY_LENGTH: Final = 16  # LiteLLM's MINIMUM_CUSTOM_KEY_LENGTH default
 MAX_MESSAGE_CHARS: Final = 500
 
 _SK_PATTERN: Final = re.compile(r"(?<![A-Za-z0-9])sk-[A-Za-z0-9_\-.*]+")
@@ -78,8 +79,9 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 def token_of(key_or_token: str) -> str:
     """The token (sha256 hex) LiteLLM stores for a virtual key; a token is returned as is.
 
-    Mirrors LiteLLM: values starting with ``sk-`` are keys and get hashed. Hashing on our side
-    keeps the secret out of URLs (and so out of access logs and httpx's request log).
+    Anything that is not already a 64-hex-digit token (LiteLLM's keys start with ``sk-``) is
+    hashed. Hashing on our side keeps the secret out of URLs, and so out of access logs and
+    httpx's request log.
     """
     if key_or_token.startswith("sk-") or not _TOKEN_PATTERN.match(key_or_token):
         return hashlib.sha256(key_or_token.encode()).hexdigest()
@@ -110,21 +112,36 @@ class GatewayError(Exception):
         return self.message
 
 
-class DuplicateKeyAliasError(GatewayError):
-    """A virtual key with this alias exists already; ``existing`` is its info (if still found).
+class DuplicateKeyError(GatewayError):
+    """``generate_key`` found a key in the way; ``existing`` is its info (if still found).
 
     LiteLLM cannot show an existing key's secret again, so the caller decides: adopt the key
     if it still holds the secret (e.g. in its encrypted copy), or delete it and generate anew.
     """
 
-    def __init__(self, message: str, *, alias: str, existing: KeyInfo | None) -> None:
-        super().__init__(message, status=400, retryable=False, error_type="duplicate_key_alias")
+    def __init__(
+        self, message: str, *, alias: str, existing: KeyInfo | None, error_type: str
+    ) -> None:
+        super().__init__(message, status=409, retryable=False, error_type=error_type)
         self.alias = alias
         self.existing = existing
 
 
+class DuplicateKeyAliasError(DuplicateKeyError):
+    """A key with this alias exists already (LiteLLM answers 400, ``param: key_alias``)."""
+
+
+class DuplicateKeyValueError(DuplicateKeyError):
+    """A key with the requested value (``KeySpec.key``) exists already, under another alias.
+
+    LiteLLM 1.108.7 answers such a ``/key/generate`` with 200 and a made-up response while
+    it leaves the existing key unchanged; the client detects it by reading the key back.
+    """
+
+
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a validation error would otherwise print the input (a key).
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class CredentialInfo(_Frozen):
@@ -156,29 +173,57 @@ class KeySpec(_Frozen):
     """
 
     alias: str = Field(min_length=1)
-    models: tuple[str, ...]
+    models: list[str]
+    key: SecretStr | str | None = None
+    """The key's value, if the caller chooses it (LiteLLM makes one up otherwise). Choosing it
+    lets a caller store the value first, so a retry or a rebuilt gateway serves the same key.
+    A plain string is accepted and kept as a SecretStr."""
     aliases: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
     max_budget: float | None = Field(default=None, ge=0)
     budget_duration: str | None = None
     rpm_limit: int | None = Field(default=None, ge=0)
     tpm_limit: int | None = Field(default=None, ge=0)
-    model_rpm_limit: dict[str, int] = Field(default_factory=dict)
-    model_tpm_limit: dict[str, int] = Field(default_factory=dict)
+    model_rpm_limit: dict[str, int] | None = None
+    model_tpm_limit: dict[str, int] | None = None
 
     @field_validator("models")
     @classmethod
-    def _explicit_models(cls, models: tuple[str, ...]) -> tuple[str, ...]:
+    def _explicit_models(cls, models: list[str]) -> list[str]:
         _require_explicit_models(models)
         return models
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_format(cls, key: object) -> object:
+        value = key.get_secret_value() if isinstance(key, SecretStr) else key
+        if not isinstance(value, str):
+            return key  # None, or a wrong type that pydantic reports
+        if (
+            not value.startswith("sk-")
+            or len(value) < MIN_CUSTOM_KEY_LENGTH
+            or any(c.isspace() or not c.isprintable() for c in value)
+        ):
+            raise ValueError(
+                f"a chosen key must start with 'sk-', have at least {MIN_CUSTOM_KEY_LENGTH} "
+                "characters and no whitespace (LiteLLM's rule)"
+            )
+        return SecretStr(value)
+
+    @property
+    def chosen_key(self) -> str | None:
+        """The chosen key's value, or None."""
+        if isinstance(self.key, SecretStr):
+            return self.key.get_secret_value()
+        return self.key
 
     @model_validator(mode="after")
     def _references_known_models(self) -> Self:
         allowed = set(self.models)
         for field, names in (
             ("aliases", set(self.aliases.values())),
-            ("model_rpm_limit", set(self.model_rpm_limit)),
-            ("model_tpm_limit", set(self.model_tpm_limit)),
+            ("model_rpm_limit", set(self.model_rpm_limit or ())),
+            ("model_tpm_limit", set(self.model_tpm_limit or ())),
         ):
             unknown = sorted(names - allowed)
             if unknown:
@@ -203,7 +248,7 @@ class KeyInfo(_Frozen):
     max_budget: float | None = None
     budget_duration: str | None = None
     budget_reset_at: datetime | None = None
-    models: tuple[str, ...] = ()
+    models: list[str] = Field(default_factory=list)
     aliases: dict[str, str] = Field(default_factory=dict)
     rpm_limit: int | None = None
     tpm_limit: int | None = None
@@ -301,7 +346,7 @@ def _key_info(wire: _WireKey, token: str) -> KeyInfo:
         max_budget=wire.max_budget,
         budget_duration=wire.budget_duration,
         budget_reset_at=wire.budget_reset_at,
-        models=tuple(wire.models or ()),
+        models=list(wire.models or ()),
         aliases={k: v for k, v in (wire.aliases or {}).items() if isinstance(v, str)},
         rpm_limit=wire.rpm_limit,
         tpm_limit=wire.tpm_limit,
@@ -430,8 +475,11 @@ class LiteLLMGateway:
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        master_key = master_key.strip()  # a key read from a file often ends with a newline
         if not master_key:
             raise ValueError("LiteLLM master key is empty: set LITELLM_MASTER_KEY")
+        if any(c.isspace() or not c.isprintable() for c in master_key):
+            raise ValueError("LiteLLM master key contains whitespace: check LITELLM_MASTER_KEY")
         self._url = _display_url(base_url)
         self._timeout = timeout
         self._master_key = master_key
@@ -681,29 +729,21 @@ class LiteLLMGateway:
     # --- virtual keys ---
 
     async def generate_key(self, spec: KeySpec) -> IssuedKey:
-        """Generate a virtual key. A duplicate alias raises :class:`DuplicateKeyAliasError`.
+        """Generate a virtual key limited to ``spec.models``.
 
-        For crash-safe retries, call :meth:`find_key_by_alias` first.
+        A key in the way raises :class:`DuplicateKeyAliasError` (same alias) or
+        :class:`DuplicateKeyValueError` (same chosen value, other alias). For crash-safe
+        retries, call :meth:`find_key_by_alias` first.
         """
         _require_explicit_models(spec.models)  # also for a KeySpec built without validation
-        body: dict[str, Any] = {
-            "key_alias": spec.alias,
-            "models": list(spec.models),
-            "metadata": {MARKER_FIELD: self._marker(spec.metadata)},
-        }
-        optional: dict[str, object] = {
-            "aliases": spec.aliases,
-            "max_budget": spec.max_budget,
-            "budget_duration": spec.budget_duration,
-            "rpm_limit": spec.rpm_limit,
-            "tpm_limit": spec.tpm_limit,
-            "model_rpm_limit": spec.model_rpm_limit,
-            "model_tpm_limit": spec.model_tpm_limit,
-        }
-        body.update({k: v for k, v in optional.items() if v is not None and v != {}})
+        chosen = spec.chosen_key
+        body = self._key_body(spec)
+        if chosen is not None:
+            body["key"] = chosen
         action = f"generate key {spec.alias!r}"
+        secrets = (chosen,) if chosen else ()
         response = await self._send(
-            "POST", "/key/generate", action=action, body=body, accept=(400,)
+            "POST", "/key/generate", action=action, body=body, secrets=secrets, accept=(400,)
         )
         if response.status_code == 400:
             message, _, param = _litellm_message(response)
@@ -714,14 +754,66 @@ class LiteLLMGateway:
                     + (f" (token {existing.token})" if existing else ""),
                     alias=spec.alias,
                     existing=existing,
+                    error_type="duplicate_key_alias",
                 )
-            raise self._error(response, action, ())
+            raise self._error(response, action, secrets)
         try:
             issued = _WireIssuedKey.model_validate(response.json())
         except (ValueError, ValidationError):
             # The response holds the new secret: no detail from it goes into the message.
             raise self._shape_error(action) from None
+        if chosen is not None:
+            stored = await self.key_info(issued.token)
+            if stored is None:
+                raise GatewayError(
+                    f"LiteLLM {action}: the key is not there right after its creation; will retry",
+                    retryable=True,
+                )
+            if stored.alias != spec.alias:
+                raise DuplicateKeyValueError(
+                    f"LiteLLM {action} failed: a key with the chosen value exists already "
+                    f"under alias {stored.alias!r}; LiteLLM kept it unchanged",
+                    alias=spec.alias,
+                    existing=stored,
+                    error_type="duplicate_key_value",
+                )
         return IssuedKey(key=SecretStr(issued.key), token=issued.token, alias=spec.alias)
+
+    async def update_key(self, key_or_token: str, spec: KeySpec) -> bool:
+        """Make an existing key match ``spec`` (models, aliases, limits, budget, metadata).
+
+        Fields left ``None`` in the spec are cleared (LiteLLM's ``/key/update`` is a merge
+        patch where an explicit null clears a column); ``metadata`` is replaced whole.
+        ``spec.key`` is ignored: a key's value never changes. ``False`` if the key is gone.
+        """
+        _require_explicit_models(spec.models)
+        token = token_of(key_or_token)
+        body = {"key": token, **self._key_body(spec, clear_unset=True)}
+        response = await self._send(
+            "POST", "/key/update", action=f"update key {spec.alias!r}", body=body, accept=(404,)
+        )
+        return response.status_code != 404
+
+    def _key_body(self, spec: KeySpec, *, clear_unset: bool = False) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "key_alias": spec.alias,
+            "models": list(spec.models),
+            "aliases": dict(spec.aliases),
+            "metadata": {MARKER_FIELD: self._marker(spec.metadata)},
+        }
+        columns: dict[str, object] = {
+            "max_budget": spec.max_budget,
+            "budget_duration": spec.budget_duration,
+            "rpm_limit": spec.rpm_limit,
+            "tpm_limit": spec.tpm_limit,
+        }
+        body.update({k: v for k, v in columns.items() if v is not None or clear_unset})
+        # Stored inside metadata by LiteLLM, so replacing metadata clears them when unset.
+        if spec.model_rpm_limit:
+            body["model_rpm_limit"] = dict(spec.model_rpm_limit)
+        if spec.model_tpm_limit:
+            body["model_tpm_limit"] = dict(spec.model_tpm_limit)
+        return body
 
     async def key_info(self, key_or_token: str) -> KeyInfo | None:
         """What LiteLLM knows about a live key (given as secret or token); ``None`` if unknown.

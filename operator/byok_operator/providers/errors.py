@@ -99,14 +99,15 @@ def provider_name(provider: Provider) -> str:
 
 
 def key_label(provider: Provider, fingerprint: str) -> str:
-    """How messages name a key: `the OpenAI key sha256:1a2b3c4d5e6f`."""
-    return f"the {provider_name(provider)} key {fingerprint}"
+    """How messages name a key: `The OpenAI key sha256:1a2b3c4d5e6f`."""
+    return f"The {provider_name(provider)} key {fingerprint}"
 
 
 def safe_url(url: object) -> str:
     """A URL fit for a message: no user info, query or fragment (they may carry credentials)."""
     parts = urlsplit(str(url))
     host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # IPv6 literal
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
@@ -121,9 +122,10 @@ def safe_token(value: object) -> str | None:
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a `retry-after` header given in seconds; None if absent or an HTTP date."""
     try:
-        return float(value) if value is not None else None
+        seconds = float(value) if value is not None else None
     except ValueError:
         return None
+    return seconds if seconds is not None and 0 <= seconds < 86400 else None
 
 
 def _details(status: int | None, code: str | None, request_id: str | None) -> str:
@@ -152,7 +154,7 @@ def from_status(
     or a proxy in between), so it is `ValidationUnavailable` and retried.
     """
     name = provider_name(provider)
-    label = key_label(provider, fingerprint)
+    label = f"the key {fingerprint}"
     details = _details(status, safe_token(code), safe_token(request_id))
     url = safe_url(base_url)
     if status == 401:
@@ -211,8 +213,8 @@ def timed_out(
     return KeyValidationError(
         provider,
         Reason.VALIDATION_UNAVAILABLE,
-        f"{name} did not answer within {timeout:g}s while validating "
-        f"{key_label(provider, fingerprint)} at {url}. {_RETRY_HINT.capitalize()}; if it "
+        f"{name} did not answer within {timeout:g}s while validating the key {fingerprint} "
+        f"at {url}. {_RETRY_HINT.capitalize()}; if it "
         "persists, check the operator's network egress to the provider (proxy, firewall, "
         "NetworkPolicy, DNS) or raise the validation timeout.",
         fingerprint=fingerprint,
@@ -227,7 +229,7 @@ def unreachable(
     return KeyValidationError(
         provider,
         Reason.VALIDATION_UNAVAILABLE,
-        f"Could not connect to {name} at {url} to validate {key_label(provider, fingerprint)} "
+        f"Could not connect to {name} at {url} to validate the key {fingerprint} "
         f"({cause}). {_RETRY_HINT.capitalize()}; if it persists, check DNS, egress rules "
         "(NetworkPolicy, firewall, proxy) and the configured base URL.",
         fingerprint=fingerprint,
@@ -243,7 +245,7 @@ def unexpected(
     return KeyValidationError(
         provider,
         Reason.VALIDATION_UNAVAILABLE,
-        f"Validating {key_label(provider, fingerprint)} against {name} at {url} failed "
+        f"Validating the key {fingerprint} against {name} at {url} failed "
         f"unexpectedly ({cause}). {_RETRY_HINT.capitalize()}; if it persists, check the "
         "configured base URL and report it with the operator version.",
         fingerprint=fingerprint,
@@ -270,7 +272,7 @@ def models_not_available(
     return KeyValidationError(
         provider,
         Reason.MODELS_NOT_AVAILABLE,
-        f"{key_label(provider, fingerprint).capitalize()} cannot use "
+        f"{key_label(provider, fingerprint)} cannot use "
         f"{len(missing)} allow-listed model{'s' if len(missing) != 1 else ''}: {shown}. "
         f"{offer}.{' ' + hints[0].upper() + hints[1:] + '.' if hints else ''} Remove or correct "
         f"them in spec.providers.{provider.value}.models, or use a key whose account can use "

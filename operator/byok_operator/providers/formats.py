@@ -41,7 +41,7 @@ def check_format(provider: Provider, key: str) -> None:
             provider, Reason.INVALID_FORMAT, f"{problem} {fix}", fingerprint=fingerprint(key)
         )
 
-    label = key_label(provider, fingerprint(key)).capitalize()
+    label = key_label(provider, fingerprint(key))
     if not key.strip():
         raise KeyValidationError(
             provider,

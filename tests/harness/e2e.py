@@ -1,0 +1,169 @@
+"""pytest plugin for end-to-end tests: provider stand-ins, LiteLLM pointed at them, and the
+operator running as a local process against the test API server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from harness.cluster import Cluster
+from harness.litellm import LiteLLMTestbed
+from harness.operator import OPERATOR_NAMESPACE, OperatorProcess, operator_env
+from harness.waiting import wait_for
+from stubs.provider_stub import ProviderStub
+
+PLATFORM_KEY = "sk-platform-canary-" + secrets.token_hex(12)
+
+
+def canary(provider: str) -> str:
+    """A fresh provider key that tests plant and later search for everywhere."""
+    prefix = "sk-ant-" if provider == "anthropic" else "sk-"
+    return f"{prefix}canary-{secrets.token_hex(16)}"
+
+
+@pytest.fixture(scope="session")
+def provider_stub() -> Iterator[ProviderStub]:
+    with ProviderStub.in_process() as stub:
+        yield stub
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: Cluster,
+    litellm: LiteLLMTestbed,
+    provider_stub: ProviderStub,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    state_dir = tmp_path_factory.mktemp("operator")
+    env = operator_env(
+        kubeconfig=cluster.kubeconfig,
+        litellm_url=litellm.url,
+        master_key=litellm.master_key,
+        openai_base_url=provider_stub.openai_base_url,
+        anthropic_base_url=provider_stub.anthropic_base_url,
+        state_dir=state_dir,
+        extra={"BYOK_RETRY_DELAY": "2"},
+    )
+    process = OperatorProcess(state_dir, env)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+class Tenants:
+    """Test-side view of tenants: apply, wait, read status, read the agents' Secret."""
+
+    def __init__(self, cluster: Cluster, litellm: LiteLLMTestbed) -> None:
+        self.cluster = cluster
+        self.litellm = litellm
+
+    def put_secret(self, namespace: str, name: str, data: dict[str, str], labelled: bool = True) -> None:
+        labels = {"llm.byok.io/credentials": "true"} if labelled else {}
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "stringData": data,
+        }
+        self.cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+
+    def apply(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
+        body = {
+            "apiVersion": "llm.byok.io/v1alpha1",
+            "kind": "TenantLLMConfig",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+        self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(body))
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        result = self.cluster.kubectl("get", "tlc", name, "-n", namespace, "-o", "json", check=False)
+        return json.loads(result.stdout) if result.returncode == 0 else None
+
+    def condition(self, namespace: str, name: str, kind: str = "Ready") -> dict[str, Any]:
+        obj = self.get(namespace, name) or {}
+        status = obj.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if cond["type"] == kind:
+                return dict(cond)
+        return {}
+
+    def wait_condition(
+        self, namespace: str, name: str, *, kind: str = "Ready", status: str = "True",
+        reason: str | None = None, timeout: float = 60,
+    ) -> dict[str, Any]:
+        def probe() -> dict[str, Any] | None:
+            obj = self.get(namespace, name) or {}
+            cond = self.condition(namespace, name, kind)
+            fresh = cond.get("observedGeneration") == obj.get("metadata", {}).get("generation")
+            if fresh and cond.get("status") == status and (reason is None or cond.get("reason") == reason):
+                return obj
+            return None
+
+        return wait_for(
+            probe, timeout=timeout, what=f"{namespace}/{name} {kind}={status} {reason or ''}",
+            describe=lambda: json.dumps((self.get(namespace, name) or {}).get("status"), indent=1),
+        )
+
+    def virtual_key(self, namespace: str, name: str) -> str | None:
+        result = self.cluster.kubectl(
+            "get", "secret", f"{name}-llm-gateway", "-n", namespace, "-o", "json", check=False
+        )
+        if result.returncode != 0:
+            return None
+        data = json.loads(result.stdout).get("data") or {}
+        raw = data.get("LITELLM_API_KEY")
+        return base64.b64decode(raw).decode() if raw else None
+
+    def chat(self, key: str, model: str) -> httpx.Response:
+        """An agent's call through the gateway (OpenAI format, as agents make it)."""
+        return httpx.post(
+            f"{self.litellm.url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16},
+            timeout=60,
+        )
+
+    def events(self, namespace: str) -> list[dict[str, Any]]:
+        result = self.cluster.kubectl("get", "events", "-n", namespace, "-o", "json")
+        return list(json.loads(result.stdout)["items"])
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = httpx.request(
+            method, f"{self.litellm.url}{path}",
+            headers={"Authorization": f"Bearer {self.litellm.master_key}"}, timeout=30, **kwargs,
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def gateway_objects(self, uid: str) -> dict[str, list[str]]:
+        """Everything in LiteLLM that belongs to the tenant with ``uid`` (asked of LiteLLM itself)."""
+        keys = self.admin("GET", "/key/list", params={"return_full_object": "true", "size": 1000})
+        models = self.admin("GET", "/v2/model/info")
+        creds = self.admin("GET", "/credentials")
+        return {
+            "keys": [k.get("key_alias") or k.get("token") for k in keys.get("keys", [])
+                     if uid in json.dumps(k.get("metadata") or {}) or uid in (k.get("key_alias") or "")],
+            "deployments": [m["model_info"]["id"] for m in models.get("data", [])
+                            if uid in str((m.get("model_info") or {}).get("id"))],
+            "credentials": [c["credential_name"] for c in creds.get("credentials", [])
+                            if uid in c.get("credential_name", "")],
+        }
+
+
+@pytest.fixture(scope="session")
+def tenants(cluster: Cluster, litellm: LiteLLMTestbed, operator: OperatorProcess) -> Tenants:
+    return Tenants(cluster, litellm)
+
+
+def uid_of(obj: dict[str, Any]) -> str:
+    return str(obj["metadata"]["uid"])
