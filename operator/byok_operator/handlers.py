@@ -12,10 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes import client
 from kubernetes import config as kube_config
 
 from byok_operator import api
-from byok_operator.audit import audit_record, log_audit
+from byok_operator.audit import AuditEvent, audit_record, log_audit
 from byok_operator.gateway.litellm import LiteLLMGateway
 from byok_operator.kube import Kube, load_vault
 from byok_operator.providers import KeyValidator
@@ -28,7 +29,7 @@ TLC = (api.GROUP, api.VERSION, api.PLURAL)
 
 @kopf.on.startup()
 async def startup(
-    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: logging.Logger, **_: Any
+    settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
     """All operator-wide settings and clients, once (fails fast with a clear message)."""
     settings.persistence.finalizer = api.FINALIZER
@@ -77,8 +78,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.index(*TLC)
 def tenants_by_secret(
-    namespace: str, name: str, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str, str], str]:
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str | None, str], str]:
     """(namespace, Secret name) -> TenantLLMConfig names that reference it."""
     providers = spec.get("providers") or {}
     refs = {
@@ -89,17 +90,19 @@ def tenants_by_secret(
 
 @kopf.on.event("", "v1", "secrets", labels={api.CREDENTIALS_LABEL: "true"})
 async def credentials_changed(
-    namespace: str,
+    namespace: str | None,
     name: str,
     meta: kopf.Meta,
     memo: kopf.Memo,
-    tenants_by_secret: kopf.Index[Any, str],
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """Wake tenants whose key Secret changed, by annotating them (never a create/update handler
     on Secrets: kopf would copy the Secret's data into its last-handled annotation)."""
     version = meta.get("resourceVersion") or ""
-    for tenant in tenants_by_secret.get((namespace, name), []):
+    if namespace is None:
+        return
+    index: kopf.Index[tuple[str, str], str] = kwargs["tenants_by_secret"]
+    for tenant in index.get((namespace, name), []):
         await memo.reconciler.deps.kube.annotate_tenant(
             namespace, tenant, {api.SECRETS_VERSION_ANNOTATION: version}
         )
@@ -109,7 +112,7 @@ async def credentials_changed(
 @kopf.on.create(*TLC)
 @kopf.on.update(*TLC)
 async def reconcile(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_: Any
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
     reconciler: Reconciler = memo.reconciler
     outcome = await reconciler.run(
@@ -122,7 +125,7 @@ async def reconcile(
 
 @kopf.timer(*TLC, interval=10.0, initial_delay=10.0)
 async def periodic(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: logging.Logger, **_: Any
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
     """Revoke keys whose grace period ended, re-validate, repair drift, refresh spend (when due)."""
     reconciler: Reconciler = memo.reconciler
@@ -134,7 +137,7 @@ async def periodic(
 
 
 @kopf.on.delete(*TLC)
-async def delete(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger, **_: Any) -> None:
+async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     reconciler: Reconciler = memo.reconciler
     for event in await reconciler.delete(_ref(body)):
         _audit(body, event, logger)
@@ -149,13 +152,13 @@ def _rotate_request(body: kopf.Body) -> str | None:
     return (body["metadata"].get("annotations") or {}).get(api.ROTATE_VIRTUAL_KEY_ANNOTATION)
 
 
-def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
+def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
     patch.status.update(outcome.status)
     for event in outcome.audits:
         _audit(body, event, logger)
 
 
-def _audit(body: kopf.Body, event: Any, logger: logging.Logger) -> None:
+def _audit(body: kopf.Body, event: AuditEvent, logger: kopf.Logger) -> None:
     spec = body.get("spec") or {}
     meta = body["metadata"]
     record = audit_record(
@@ -181,11 +184,10 @@ def _actor(meta: Any) -> str | None:
     return max(fields, key=lambda f: f.get("time") or "").get("manager") if fields else None
 
 
-def _kube_client() -> Any:
+def _kube_client() -> client.ApiClient:
+    """In a pod: the ServiceAccount; elsewhere: the current kubeconfig context (as kopf does)."""
     try:
-        kube_config.load_incluster_config()
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kube_config.ConfigException:
-        kube_config.load_kube_config()
-    from kubernetes import client
-
+        kube_config.load_kube_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()

@@ -34,12 +34,23 @@ class SecretData:
     resource_version: str
 
 
-def _decode(data: Mapping[str, str] | None) -> dict[str, str]:
+def _decode(data: Mapping[str, bytes | str] | None) -> dict[str, str]:
     return {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (data or {}).items()}
 
 
-def _encode(data: Mapping[str, str]) -> dict[str, str]:
+def _encode(data: Mapping[str, str]) -> dict[str, bytes | str]:
     return {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+
+
+def _secret_data(obj: client.V1Secret) -> SecretData:
+    meta = obj.metadata or client.V1ObjectMeta()
+    return SecretData(
+        name=meta.name or "",
+        data=_decode(obj.data),
+        labels=dict(meta.labels or {}),
+        annotations=dict(meta.annotations or {}),
+        resource_version=meta.resource_version or "",
+    )
 
 
 def _explain(action: str, exc: ApiException) -> KubeError:
@@ -62,14 +73,7 @@ class Kube:
             if exc.status == 404:
                 return None
             raise _explain(f"reading Secret {namespace}/{name}", exc) from None
-        meta = obj.metadata
-        return SecretData(
-            name=name,
-            data=_decode(obj.data),
-            labels=dict(meta.labels or {}),
-            annotations=dict(meta.annotations or {}),
-            resource_version=meta.resource_version or "",
-        )
+        return _secret_data(obj)
 
     async def list_secrets(self, namespace: str, label_selector: str) -> list[SecretData]:
         try:
@@ -78,16 +82,7 @@ class Kube:
             )
         except ApiException as exc:
             raise _explain(f"listing Secrets in {namespace}", exc) from None
-        return [
-            SecretData(
-                name=obj.metadata.name,
-                data=_decode(obj.data),
-                labels=dict(obj.metadata.labels or {}),
-                annotations=dict(obj.metadata.annotations or {}),
-                resource_version=obj.metadata.resource_version or "",
-            )
-            for obj in items.items
-        ]
+        return [_secret_data(obj) for obj in items.items]
 
     async def write_secret(
         self,
@@ -97,7 +92,7 @@ class Kube:
         *,
         labels: Mapping[str, str],
         annotations: Mapping[str, str] | None = None,
-        owner: Mapping[str, Any] | None = None,
+        owner: Mapping[str, Any] | None = None,  # V1OwnerReference keyword arguments
     ) -> None:
         """Create or replace a Secret with exactly ``data``."""
         body = client.V1Secret(
@@ -106,7 +101,7 @@ class Kube:
                 namespace=namespace,
                 labels=dict(labels),
                 annotations=dict(annotations or {}),
-                owner_references=[owner] if owner else None,
+                owner_references=[client.V1OwnerReference(**owner)] if owner else None,
             ),
             type="Opaque",
             data=_encode(data),
@@ -139,7 +134,8 @@ class Kube:
             )
         except ApiException as exc:
             raise _explain("listing TenantLLMConfigs", exc) from None
-        return {item["metadata"]["uid"] for item in result.get("items", [])}
+        items: list[dict[str, Any]] = result.get("items", []) if isinstance(result, dict) else []
+        return {item["metadata"]["uid"] for item in items}
 
     async def annotate_tenant(
         self, namespace: str, name: str, annotations: Mapping[str, str]

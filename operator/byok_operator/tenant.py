@@ -409,8 +409,8 @@ class Reconciler:
         """Delete this tenant's deployments and credentials that are no longer wanted."""
         wanted = {d.id for d in keep}
         removed = False
-        for deployment in await self.deps.gateway.list_deployments():
-            if deployment.tenant_uid == ref.uid and deployment.id not in wanted:
+        for deployment in await self.deps.gateway.list_deployments(match={"tlc_uid": ref.uid}):
+            if deployment.id not in wanted:
                 removed |= await self.deps.gateway.delete_deployment(deployment.id)
         for provider in Provider:
             if provider not in providers:
@@ -687,13 +687,14 @@ def _markers(ref: TenantRef) -> dict[str, str]:
 
 
 def _owner(ref: TenantRef) -> dict[str, Any]:
+    """The gateway Secret is garbage-collected with its TenantLLMConfig."""
     return {
-        "apiVersion": api.API_VERSION,
+        "api_version": api.API_VERSION,
         "kind": api.KIND,
         "name": ref.name,
         "uid": ref.uid,
         "controller": True,
-        "blockOwnerDeletion": True,
+        "block_owner_deletion": True,
     }
 
 
