@@ -32,7 +32,7 @@ venv: $(BIN)/.installed
 # (or taken from BYOK_K8S_BIN_DIR), linked into .venv/bin so `source .venv/bin/activate` has them.
 tools: venv
 	@bindir=$${BYOK_K8S_BIN_DIR:-$$(./hack/build-k8s-binaries.sh)} && \
-	  for tool in kubectl kube-apiserver etcd; do ln -sf "$$bindir/$$tool" $(BIN)/$$tool; done
+	  for tool in kubectl kube-apiserver kube-controller-manager etcd; do ln -sf "$$bindir/$$tool" $(BIN)/$$tool; done
 	@./hack/install-helm.sh $(BIN)
 
 testbed:

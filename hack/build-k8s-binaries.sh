@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, kubectl and etcd from the Go module proxy with the
+# Builds kube-apiserver, kube-controller-manager, kubectl and etcd from the Go module proxy with the
 # machine's Go, once, into a cache outside the repository:
 #   ${BYOK_CACHE:-~/.cache/byok-operator}/k8s/<version>/bin/
 # Prints that bin directory on stdout. Repeat calls return at once.
@@ -15,7 +15,7 @@ ETCD_VERSION=${BYOK_ETCD_VERSION:-v3.6.5}
 CACHE=${BYOK_CACHE:-$HOME/.cache/byok-operator}
 ROOT="$CACHE/k8s/$K8S_VERSION"
 BIN="$ROOT/bin"
-STAMP="$BIN/.complete-$ETCD_VERSION"
+STAMP="$BIN/.complete-$ETCD_VERSION-kcm"
 
 if [ -f "$STAMP" ]; then echo "$BIN"; exit 0; fi
 command -v go >/dev/null || { echo "build-k8s-binaries: Go is required on PATH to build kube-apiserver/etcd/kubectl" >&2; exit 1; }
@@ -55,6 +55,7 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
@@ -65,6 +66,12 @@ if [ ! -x "$BIN/kube-apiserver" ]; then
   log "building kube-apiserver (several minutes on 2 cores)"
   go build -trimpath -ldflags "$ldflags" -o "$BIN/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2
   mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
+fi
+# Only its garbage collector and namespace controller run in tests (no kubelet, no pods).
+if [ ! -x "$BIN/kube-controller-manager" ]; then
+  log "building kube-controller-manager"
+  go build -trimpath -ldflags "$ldflags" -o "$BIN/kube-controller-manager.tmp" k8s.io/kubernetes/cmd/kube-controller-manager >&2
+  mv "$BIN/kube-controller-manager.tmp" "$BIN/kube-controller-manager"
 fi
 if [ ! -x "$BIN/kubectl" ]; then
   log "building kubectl"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.e2e import PLATFORM_KEY
+from harness.operator import PLATFORM_KEY
 from stubs.provider_stub import ProviderStub
 
 pytest_plugins = ["harness.fixtures", "harness.litellm_fixtures", "harness.e2e"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import LOOPBACK, Cluster
+from harness.cluster import LOOPBACK, PROCESSES, Cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -201,8 +201,30 @@ def _decode_address(hex_address: str) -> str:
 def test_local_control_plane_listens_on_loopback_only(cluster: Cluster) -> None:
     if cluster.state_dir is None:
         pytest.skip("external cluster: not ours to inspect")
-    for name in ("etcd", "kube-apiserver"):
-        pid = int((cluster.state_dir / f"{name}.pid").read_text())
+    pid_files = [cluster.state_dir / f"{name}.pid" for name in PROCESSES]
+    for pid_file in (path for path in pid_files if path.exists()):
+        name, pid = pid_file.stem, int(pid_file.read_text())
         addresses = _listening_addresses(pid)
         assert addresses, f"{name} listens on nothing?"
         assert addresses == {LOOPBACK}, f"{name} listens on {addresses}"
+
+
+def test_owned_objects_are_garbage_collected(cluster: Cluster, namespace: str) -> None:
+    """What kopf.adopt relies on; needs kube-controller-manager in the local bin dir."""
+    if not cluster.has_controllers:
+        pytest.skip("no kube-controller-manager in the bin dir: no garbage collector")
+    cluster.kubectl("create", "configmap", "owner", "-n", namespace)
+    uid = cluster.kubectl(
+        "get", "configmap", "owner", "-n", namespace, "-o", "jsonpath={.metadata.uid}"
+    ).stdout
+    owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}
+    child = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "child", "namespace": namespace, "ownerReferences": [owner]},
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(child))
+    cluster.kubectl("delete", "configmap", "owner", "-n", namespace)
+    cluster.kubectl(
+        "wait", "--for=delete", "configmap/child", "-n", namespace, "--timeout=60s", timeout=70
+    )

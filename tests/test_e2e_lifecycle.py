@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from harness.e2e import PLATFORM_KEY, Tenants, canary, uid_of
-from harness.operator import OPERATOR_NAMESPACE, OperatorProcess
+from harness.e2e import Tenants, canary, uid_of
+from harness.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
 from harness.waiting import wait_for
 from stubs.provider_stub import ProviderStub, fingerprint_of
 
@@ -134,7 +134,7 @@ def test_platform_mode_carries_the_budget_and_reports_spend(
         spend = ((tenants.get(namespace, "plat") or {}).get("status") or {}).get("spend")
         return spend if spend not in (None, "$0.00") else None
 
-    assert wait_for(spent, timeout=90, what="spend in status").startswith("$")
+    assert "$" in wait_for(spent, timeout=90, what="spend in status")
 
 
 def test_revert_to_platform_removes_everything_byok_and_keeps_agents_working(
@@ -153,10 +153,11 @@ def test_revert_to_platform_removes_everything_byok_and_keeps_agents_working(
     assert platform_key and platform_key != byok_key
     assert tenants.chat(platform_key, OPENAI_MODEL).status_code == 200
     assert tenants.chat(byok_key, OPENAI_MODEL).status_code == 401
-    left = wait_for(
-        lambda: (objs := tenants.gateway_objects(uid)) if not objs["deployments"] and not objs["credentials"] else None,
-        timeout=30, what="BYOK objects removed",
-    )
+    def byok_objects_gone() -> dict[str, list[str]] | None:
+        objs = tenants.gateway_objects(uid)
+        return objs if not objs["deployments"] and not objs["credentials"] else None
+
+    left = wait_for(byok_objects_gone, timeout=30, what="BYOK objects removed from LiteLLM")
     assert len(left["keys"]) == 1
     vault = tenants.cluster.kubectl("get", "secret", f"tlc-vault-{uid}", "-n", OPERATOR_NAMESPACE, "-o", "json")
     assert not [k for k in json.loads(vault.stdout)["data"] if k.startswith("provider.")]

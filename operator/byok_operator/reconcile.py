@@ -267,7 +267,11 @@ def forget(state: VaultState, aliases: Sequence[str]) -> VaultState:
 
 
 def money(amount: float | Decimal) -> str:
-    return f"${Decimal(str(amount)).quantize(Decimal('0.01'))}"
+    """Dollars to the cent; a spend above zero but under a cent shows as "<$0.01", not "$0.00"."""
+    value = Decimal(str(amount))
+    if Decimal(0) < value < Decimal("0.01"):
+        return "<$0.01"
+    return f"${value.quantize(Decimal('0.01'))}"
 
 
 def budget_display(spec: TenantSpec) -> str:

@@ -1,10 +1,14 @@
 """A real Kubernetes control plane on loopback for tests and the demo (the envtest pattern).
 
-Starts etcd and kube-apiserver (no scheduler, controller-manager or kubelet: nothing
-runs pods) with RBAC on and four static-token users, so tests can prove what a tenant
-admin and a viewer may and may not do against the real authorizer. Set
-`BYOK_TEST_KUBECONFIG` to run the same tests against any existing cluster (kind, CI),
-where the users are emulated with impersonation.
+Starts etcd and kube-apiserver with RBAC on and four static-token users, so tests can
+prove what a tenant admin and a viewer may and may not do against the real authorizer.
+No scheduler or kubelet: nothing runs pods. If the bin dir also holds
+kube-controller-manager, it runs only the garbage collector and the namespace controller,
+so ownerReferences and namespace deletion behave as on a real cluster.
+
+Set BYOK_TEST_KUBECONFIG to run the same tests against an existing cluster (kind, CI),
+where the users are emulated with impersonation; BYOK_K8S_BIN_DIR to use prebuilt
+binaries instead of hack/build-k8s-binaries.sh.
 
 Command line (from tests/):  python -m harness.cluster up|down STATE_DIR
 """
@@ -43,10 +47,16 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-k8s-binaries.sh"
 BINARIES = ("etcd", "kube-apiserver", "kubectl")
-PROCESSES = ("kube-apiserver", "etcd")  # stop order: the API server before its storage
+CONTROLLER_MANAGER = "kube-controller-manager"  # optional: used when the bin dir has it
+PROCESSES = (CONTROLLER_MANAGER, "kube-apiserver", "etcd")  # stop order: clients first
+REQUIRED_PROCESSES = ("kube-apiserver", "etcd")
 
 ADMIN = "admin"
 USERS = (ADMIN, "tenant-a-admin", "tenant-b-admin", "viewer")
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+# Only what API-level tests observe: owner-reference garbage collection and namespace
+# deletion. Nothing that schedules or runs pods.
+CONTROLLERS = "garbagecollector,namespace"
 TENANTS = {"tenant-a": "tenant-a-admin", "tenant-b": "tenant-b-admin"}
 CLUSTER_NAME = "byok-envtest"
 FIELD_MANAGER = "byok-test-harness"
@@ -55,7 +65,7 @@ SERVICE_CIDR = "10.0.0.0/24"
 KUBERNETES_SERVICE_IP = "10.0.0.1"  # first address of SERVICE_CIDR; the serving cert names it
 LOOPBACK = "127.0.0.1"
 
-ETCD_READY_TIMEOUT = 30.0
+COMPONENT_READY_TIMEOUT = 30.0  # etcd, controller-manager
 APISERVER_READY_TIMEOUT = 120.0
 STOP_TIMEOUT = 20.0
 START_ATTEMPTS = 3  # free ports are picked then bound by another process: a rare race
@@ -123,6 +133,16 @@ class Cluster:
             stop_cluster(self.state_dir)
         for process in self.processes:
             process.poll()
+
+    @property
+    def has_controllers(self) -> bool:
+        """Whether ownerReference garbage collection and namespace deletion happen.
+
+        Always on a real cluster; locally only when kube-controller-manager was started.
+        """
+        if self.external or self.state_dir is None:
+            return True
+        return _owned_pid(self.state_dir, CONTROLLER_MANAGER) is not None
 
     def _user_args(self, context: str) -> list[str]:
         if context not in USERS:
@@ -279,16 +299,20 @@ def _write_pki(pki_dir: Path) -> _Pki:
 
 
 def _write_tokens(path: Path) -> dict[str, str]:
-    """Static bearer tokens (token,user,uid,"groups"); only admin is in system:masters."""
-    tokens = {user: secrets.token_urlsafe(32) for user in USERS}
-    groups = {ADMIN: "system:masters"}
-    lines = [f'{tokens[user]},{user},{user},"{groups.get(user, "")}"' for user in USERS]
+    """Static bearer tokens (token,user,uid,"groups"); only admin and the controller-manager
+    are in system:masters, the test users get exactly what bootstrap_tenants grants."""
+    users = (*USERS, CONTROLLER_MANAGER_USER)
+    tokens = {user: secrets.token_urlsafe(32) for user in users}
+    groups = {ADMIN: "system:masters", CONTROLLER_MANAGER_USER: "system:masters"}
+    lines = [f'{tokens[user]},{user},{user},"{groups.get(user, "")}"' for user in users]
     _write_private(path, ("\n".join(lines) + "\n").encode())
     return tokens
 
 
-def _write_kubeconfig(path: Path, server: str, ca_pem: bytes, tokens: dict[str, str]) -> None:
-    """One context per user, CA embedded, so the file works from any directory."""
+def _write_kubeconfig(
+    path: Path, server: str, ca_pem: bytes, tokens: dict[str, str], users: tuple[str, ...] = USERS
+) -> None:
+    """One context per user (the first is current), CA embedded, so it works from anywhere."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -301,11 +325,11 @@ def _write_kubeconfig(path: Path, server: str, ca_pem: bytes, tokens: dict[str, 
                 },
             }
         ],
-        "users": [{"name": user, "user": {"token": tokens[user]}} for user in USERS],
+        "users": [{"name": user, "user": {"token": tokens[user]}} for user in users],
         "contexts": [
-            {"name": user, "context": {"cluster": CLUSTER_NAME, "user": user}} for user in USERS
+            {"name": user, "context": {"cluster": CLUSTER_NAME, "user": user}} for user in users
         ],
-        "current-context": ADMIN,
+        "current-context": users[0],
         "preferences": {},
     }
     _write_private(path, yaml.safe_dump(config, sort_keys=False).encode())
@@ -402,6 +426,23 @@ def _apiserver_argv(
     ]
 
 
+def _controller_manager_argv(
+    bin_dir: Path, state_dir: Path, kubeconfig: Path, port: int
+) -> list[str]:
+    return [
+        str(bin_dir / CONTROLLER_MANAGER),
+        f"--kubeconfig={kubeconfig}",
+        f"--controllers={CONTROLLERS}",
+        "--leader-elect=false",
+        "--use-service-account-credentials=false",
+        f"--bind-address={LOOPBACK}",
+        f"--secure-port={port}",
+        f"--cert-dir={state_dir / 'pki' / CONTROLLER_MANAGER}",
+        "--profiling=false",
+        "--v=1",
+    ]
+
+
 def _log_tail(state_dir: Path, name: str, lines: int = 40) -> str:
     path = state_dir / f"{name}.log"
     if not path.exists():
@@ -466,36 +507,80 @@ def start_cluster(
                 raise
 
 
+@dataclass(frozen=True)
+class _Launch:
+    """What every component's start needs: where things are and how to run them."""
+
+    bin_dir: Path
+    state_dir: Path
+    detach: bool
+    cluster: Cluster
+
+
 def _start_once(bin_dir: Path, state_dir: Path, detach: bool, timeout: float) -> Cluster:
     _reset_state_dir(state_dir)
     pki = _write_pki(state_dir / "pki")
     tokens = _write_tokens(state_dir / "tokens.csv")
-    etcd_port, peer_port, port = _free_port(), _free_port(), _free_port()
+    port = _free_port()
     server = f"https://{LOOPBACK}:{port}"
     kubeconfig = state_dir / "kubeconfig"
     _write_kubeconfig(kubeconfig, server, pki.ca_cert.read_bytes(), tokens)
-
     cluster = Cluster(kubeconfig, server, state_dir, bin_dir / "kubectl", False)
+    launch = _Launch(bin_dir, state_dir, detach, cluster)
     try:
-        etcd = _spawn(
-            "etcd", _etcd_argv(bin_dir, state_dir, etcd_port, peer_port), state_dir, detach
-        )
-        cluster.processes.append(etcd)
-        etcd_health = f"http://{LOOPBACK}:{etcd_port}/health"
-        _wait_until(lambda: _http_ok(etcd_health), etcd, "etcd", state_dir, ETCD_READY_TIMEOUT)
-
-        argv = _apiserver_argv(bin_dir, state_dir, pki, port, etcd_port)
-        apiserver = _spawn("kube-apiserver", argv, state_dir, detach)
-        cluster.processes.append(apiserver)
-        tls = ssl.create_default_context(cafile=str(pki.ca_cert))
-        ready = f"{server}/readyz"
-        probe = lambda: _http_ok(ready, tls, tokens[ADMIN])  # noqa: E731
-        _wait_until(probe, apiserver, "kube-apiserver", state_dir, timeout)
+        etcd_port = _start_etcd(launch)
+        _start_apiserver(launch, pki, port, etcd_port, tokens[ADMIN], timeout)
+        if os.access(bin_dir / CONTROLLER_MANAGER, os.X_OK):
+            _start_controller_manager(launch, pki, tokens[CONTROLLER_MANAGER_USER])
     except BaseException:
         cluster.stop()
         raise
     _write_state(state_dir, server, cluster.kubectl_path)
     return cluster
+
+
+def _start(
+    launch: _Launch, name: str, argv: list[str], probe: Callable[[], bool], timeout: float
+) -> None:
+    process = _spawn(name, argv, launch.state_dir, launch.detach)
+    launch.cluster.processes.append(process)
+    _wait_until(probe, process, name, launch.state_dir, timeout)
+
+
+def _start_etcd(launch: _Launch) -> int:
+    client_port, peer_port = _free_port(), _free_port()
+    argv = _etcd_argv(launch.bin_dir, launch.state_dir, client_port, peer_port)
+    health = f"http://{LOOPBACK}:{client_port}/health"
+    _start(launch, "etcd", argv, lambda: _http_ok(health), COMPONENT_READY_TIMEOUT)
+    return client_port
+
+
+def _start_apiserver(
+    launch: _Launch, pki: _Pki, port: int, etcd_port: int, admin_token: str, timeout: float
+) -> None:
+    """Start the API server and wait for /readyz (which covers etcd and the RBAC bootstrap)."""
+    argv = _apiserver_argv(launch.bin_dir, launch.state_dir, pki, port, etcd_port)
+    tls = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ready = f"{launch.cluster.server}/readyz"
+    _start(launch, "kube-apiserver", argv, lambda: _http_ok(ready, tls, admin_token), timeout)
+
+
+def _start_controller_manager(launch: _Launch, pki: _Pki, token: str) -> None:
+    """Start the garbage collector and namespace controller, so ownerReferences and namespace
+    deletion behave as on a real cluster."""
+    kubeconfig = launch.state_dir / f"{CONTROLLER_MANAGER}.kubeconfig"
+    tokens = {CONTROLLER_MANAGER_USER: token}
+    ca_pem = pki.ca_cert.read_bytes()
+    _write_kubeconfig(kubeconfig, launch.cluster.server, ca_pem, tokens, (CONTROLLER_MANAGER_USER,))
+    port = _free_port()
+    argv = _controller_manager_argv(launch.bin_dir, launch.state_dir, kubeconfig, port)
+    tls = ssl.create_default_context()
+    tls.check_hostname = False  # its serving cert is self-made in its cert dir; we only
+    tls.verify_mode = ssl.CERT_NONE  # ask /healthz, and send no credentials
+    healthz = f"https://{LOOPBACK}:{port}/healthz"
+    _start(
+        launch, CONTROLLER_MANAGER, argv, lambda: _http_ok(healthz, tls), COMPONENT_READY_TIMEOUT
+    )
 
 
 def _reset_state_dir(state_dir: Path) -> None:
@@ -516,7 +601,7 @@ def load_cluster(state_dir: Path) -> Cluster | None:
     """The cluster a previous `up` left running in state_dir, or None."""
     state_dir = state_dir.resolve()
     state_file = state_dir / "state.json"
-    if not state_file.exists() or len(_running_pids(state_dir)) != len(PROCESSES):
+    if not state_file.exists() or not set(REQUIRED_PROCESSES) <= _running_pids(state_dir).keys():
         return None
     state = json.loads(state_file.read_text())
     return Cluster(
@@ -722,44 +807,53 @@ def install_crds(cluster: Cluster, crd_dir: Path, timeout: float = 60) -> None:
 def delete_namespace(cluster: Cluster, name: str, timeout: float = 60) -> None:
     """Delete a namespace and what is in it, without waiting for finalizers.
 
-    A local cluster runs no controller-manager, so no namespace controller empties and
-    removes a Terminating namespace. Here the harness does its job roughly: delete every
-    listable namespaced object (each owner's finalizers still run if the operator is up),
-    then remove the namespace through its finalize subresource. A real cluster's
-    namespace controller does all of this itself.
+    Without a namespace controller (a local cluster whose bin dir has no
+    kube-controller-manager) a deleted namespace would stay Terminating with its contents
+    forever. Then the harness does the controller's job roughly: delete every listable
+    namespaced object (owners' finalizers still run if the operator is up), then remove
+    the namespace through its finalize subresource.
     """
-    if not cluster.external:
-        types = _namespaced_types(cluster)
-        cluster.kubectl(
-            "delete",
-            ",".join(types),
-            "--all",
-            "-n",
-            name,
-            "--wait=false",
-            "--ignore-not-found",
-            timeout=timeout,
-        )
+    emulate = not cluster.has_controllers
+    if emulate:
+        _delete_contents(cluster, name, timeout)
     cluster.kubectl(
         "delete", "namespace", name, "--wait=false", "--ignore-not-found", timeout=timeout
     )
-    if not cluster.external:
-        body = {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": name},
-            "spec": {"finalizers": []},
-        }
-        cluster.kubectl(
-            "replace",
-            "--raw",
-            f"/api/v1/namespaces/{name}/finalize",
-            "-f",
-            "-",
-            input=json.dumps(body),
-            check=False,
-            timeout=timeout,
-        )
+    if emulate:
+        _finalize_namespace(cluster, name, timeout)
+
+
+def _delete_contents(cluster: Cluster, namespace: str, timeout: float) -> None:
+    types = ",".join(_namespaced_types(cluster))
+    cluster.kubectl(
+        "delete",
+        types,
+        "--all",
+        "-n",
+        namespace,
+        "--wait=false",
+        "--ignore-not-found",
+        timeout=timeout,
+    )
+
+
+def _finalize_namespace(cluster: Cluster, namespace: str, timeout: float) -> None:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": namespace},
+        "spec": {"finalizers": []},
+    }
+    cluster.kubectl(
+        "replace",
+        "--raw",
+        f"/api/v1/namespaces/{namespace}/finalize",
+        "-f",
+        "-",
+        input=json.dumps(body),
+        check=False,
+        timeout=timeout,
+    )
 
 
 def _namespaced_types(cluster: Cluster) -> list[str]:
@@ -773,16 +867,20 @@ def _namespaced_types(cluster: Cluster) -> list[str]:
 
 
 def _up(state_dir: Path) -> None:
+    """Start (or find) the cluster, then bring tenants and the repository's CRDs up to date,
+    so re-running `make cluster-up` after editing crds/ is the dev loop."""
     cluster = load_cluster(state_dir)
     if cluster is None:
         started = time.monotonic()
         cluster = start_cluster(state_dir, detach=True)
-        bootstrap_tenants(cluster)
-        print(
-            f"cluster up at {cluster.server} in {time.monotonic() - started:.1f}s", file=sys.stderr
-        )
+        elapsed = time.monotonic() - started
+        print(f"cluster up at {cluster.server} in {elapsed:.1f}s", file=sys.stderr)
     else:
         print(f"cluster already running at {cluster.server}", file=sys.stderr)
+    bootstrap_tenants(cluster)
+    crd_dir = REPO_ROOT / "crds"
+    if any(crd_dir.glob("*.yaml")):
+        install_crds(cluster, crd_dir)
     print(f"export KUBECONFIG={cluster.kubeconfig}")
 
 
@@ -797,7 +895,7 @@ def main(argv: list[str] | None = None) -> int:
             _up(args.state_dir)
         else:
             stop_cluster(args.state_dir)
-    except ClusterError as error:
+    except (ClusterError, KubectlError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

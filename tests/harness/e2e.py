@@ -14,11 +14,10 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.litellm import LiteLLMTestbed
-from harness.operator import OPERATOR_NAMESPACE, OperatorProcess, operator_env
+from harness.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess, operator_env
 from harness.waiting import wait_for
 from stubs.provider_stub import ProviderStub
 
-PLATFORM_KEY = "sk-platform-canary-" + secrets.token_hex(12)
 
 
 def canary(provider: str) -> str:
@@ -66,7 +65,9 @@ class Tenants:
         self.cluster = cluster
         self.litellm = litellm
 
-    def put_secret(self, namespace: str, name: str, data: dict[str, str], labelled: bool = True) -> None:
+    def put_secret(
+        self, namespace: str, name: str, data: dict[str, str], labelled: bool = True
+    ) -> None:
         labels = {"llm.byok.io/credentials": "true"} if labelled else {}
         body = {
             "apiVersion": "v1",
@@ -83,34 +84,45 @@ class Tenants:
             "metadata": {"name": name, "namespace": namespace},
             "spec": spec,
         }
-        self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(body))
+        self.cluster.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(body)
+        )
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        result = self.cluster.kubectl("get", "tlc", name, "-n", namespace, "-o", "json", check=False)
+        result = self.cluster.kubectl(
+            "get", "tlc", name, "-n", namespace, "-o", "json", check=False
+        )
         return json.loads(result.stdout) if result.returncode == 0 else None
 
     def condition(self, namespace: str, name: str, kind: str = "Ready") -> dict[str, Any]:
-        obj = self.get(namespace, name) or {}
-        status = obj.get("status") or {}
-        for cond in status.get("conditions") or []:
-            if cond["type"] == kind:
-                return dict(cond)
-        return {}
+        return condition_of(self.get(namespace, name) or {}, kind)
 
     def wait_condition(
-        self, namespace: str, name: str, *, kind: str = "Ready", status: str = "True",
-        reason: str | None = None, timeout: float = 60,
+        self,
+        namespace: str,
+        name: str,
+        *,
+        kind: str = "Ready",
+        status: str = "True",
+        reason: str | None = None,
+        timeout: float = 60,
     ) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             obj = self.get(namespace, name) or {}
-            cond = self.condition(namespace, name, kind)
+            cond = condition_of(obj, kind)
             fresh = cond.get("observedGeneration") == obj.get("metadata", {}).get("generation")
-            if fresh and cond.get("status") == status and (reason is None or cond.get("reason") == reason):
+            if (
+                fresh
+                and cond.get("status") == status
+                and (reason is None or cond.get("reason") == reason)
+            ):
                 return obj
             return None
 
         return wait_for(
-            probe, timeout=timeout, what=f"{namespace}/{name} {kind}={status} {reason or ''}",
+            probe,
+            timeout=timeout,
+            what=f"{namespace}/{name} {kind}={status} {reason or ''}",
             describe=lambda: json.dumps((self.get(namespace, name) or {}).get("status"), indent=1),
         )
 
@@ -129,7 +141,11 @@ class Tenants:
         return httpx.post(
             f"{self.litellm.url}/v1/chat/completions",
             headers={"Authorization": f"Bearer {key}"},
-            json={"model": model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16},
+            json={
+                "model": model,
+                "messages": [{"role": "user", "content": "hello"}],
+                "max_tokens": 16,
+            },
             timeout=60,
         )
 
@@ -139,30 +155,59 @@ class Tenants:
 
     def admin(self, method: str, path: str, **kwargs: Any) -> Any:
         response = httpx.request(
-            method, f"{self.litellm.url}{path}",
-            headers={"Authorization": f"Bearer {self.litellm.master_key}"}, timeout=30, **kwargs,
+            method,
+            f"{self.litellm.url}{path}",
+            headers={"Authorization": f"Bearer {self.litellm.master_key}"},
+            timeout=30,
+            **kwargs,
         )
         response.raise_for_status()
         return response.json()
 
+    def paged(self, path: str, items: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a LiteLLM list endpoint (they page by at most 100)."""
+        found: list[dict[str, Any]] = []
+        for page in range(1, 1000):
+            batch = self.admin("GET", path, params={**params, "size": 100, "page": page})
+            found.extend(batch.get(items) or [])
+            if page >= int(batch.get("total_pages") or 1):
+                return found
+        raise AssertionError(f"LiteLLM's {path} never ended")
+
     def gateway_objects(self, uid: str) -> dict[str, list[str]]:
         """Everything in LiteLLM that belongs to the tenant with ``uid`` (asked of LiteLLM itself)."""
-        keys = self.admin("GET", "/key/list", params={"return_full_object": "true", "size": 1000})
-        models = self.admin("GET", "/v2/model/info")
+        keys = self.paged("/key/list", "keys", return_full_object="true")
+        models = self.paged("/v2/model/info", "data")
         creds = self.admin("GET", "/credentials")
         return {
-            "keys": [k.get("key_alias") or k.get("token") for k in keys.get("keys", [])
-                     if uid in json.dumps(k.get("metadata") or {}) or uid in (k.get("key_alias") or "")],
-            "deployments": [m["model_info"]["id"] for m in models.get("data", [])
-                            if uid in str((m.get("model_info") or {}).get("id"))],
-            "credentials": [c["credential_name"] for c in creds.get("credentials", [])
-                            if uid in c.get("credential_name", "")],
+            "keys": [
+                k.get("key_alias") or k.get("token")
+                for k in keys
+                if uid in json.dumps(k.get("metadata") or {}) or uid in (k.get("key_alias") or "")
+            ],
+            "deployments": [
+                m["model_info"]["id"]
+                for m in models
+                if uid in str((m.get("model_info") or {}).get("id"))
+            ],
+            "credentials": [
+                c["credential_name"]
+                for c in creds.get("credentials", [])
+                if uid in c.get("credential_name", "")
+            ],
         }
 
 
 @pytest.fixture(scope="session")
 def tenants(cluster: Cluster, litellm: LiteLLMTestbed, operator: OperatorProcess) -> Tenants:
     return Tenants(cluster, litellm)
+
+
+def condition_of(obj: dict[str, Any], kind: str = "Ready") -> dict[str, Any]:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if cond["type"] == kind:
+            return dict(cond)
+    return {}
 
 
 def uid_of(obj: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from cryptography.fernet import Fernet
 from harness.waiting import wait_for
 
 OPERATOR_NAMESPACE = "byok-system"
+# The platform's own provider key (LiteLLM config), planted as a canary like tenant keys.
+PLATFORM_KEY = "sk-platform-canary-" + secrets.token_hex(12)
 
 
 @dataclass
