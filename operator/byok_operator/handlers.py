@@ -134,6 +134,7 @@ async def periodic(
     )
     if outcome is not None:
         _report(outcome, body, patch, logger)
+        logger.info("Periodic pass done (grace periods, drift, spend, re-validation when due).")
 
 
 @kopf.on.delete(*TLC)

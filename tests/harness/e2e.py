@@ -75,7 +75,8 @@ class Tenants:
             "metadata": {"name": name, "namespace": namespace, "labels": labels},
             "stringData": data,
         }
-        self.cluster.kubectl("apply", "-f", "-", input=json.dumps(body))
+        # Server-side apply: client-side apply would copy the key into an annotation.
+        self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(body))
 
     def apply(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
         body = {

@@ -1,0 +1,60 @@
+{{- /*
+The operator's permissions, as rule sets that rbac.yaml binds cluster-wide (ClusterRole +
+ClusterRoleBinding) or per watched namespace (Role + RoleBinding). Every verb is one the
+code uses; no wildcards; subresources listed explicitly.
+*/ -}}
+
+{{- /* Framework, cluster-scoped: kopf's view of the cluster. */ -}}
+{{- define "byok.rules.frameworkCluster" -}}
+# kopf notices the CRD being installed or upgraded while it runs; without this it scans
+# only at startup and logs a warning.
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [list, watch]
+{{- if .Values.watchNamespaces }}
+# Namespaced mode: kopf matches its --namespace list against the namespaces that exist, so a
+# watched namespace created after the operator starts is served too. (Read-only, names only.)
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
+{{- end -}}
+
+{{- /* Framework, per namespace: kopf posts core/v1 Events on the resources it handles. */ -}}
+{{- define "byok.rules.frameworkNamespaced" -}}
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end -}}
+
+{{- /* Application: TenantLLMConfigs and the Secrets around them. */ -}}
+{{- define "byok.rules.tenants" -}}
+# Watch and index TenantLLMConfigs; patch = kopf's finalizer and bookkeeping annotations,
+# and the wake-up annotation the operator sets when a labelled key Secret changes.
+- apiGroups: [llm.byok.io]
+  resources: [tenantllmconfigs]
+  verbs: [get, list, watch, patch]
+- apiGroups: [llm.byok.io]
+  resources: [tenantllmconfigs/status]
+  verbs: [get, patch]
+# The gateway Secret's ownerReference sets blockOwnerDeletion, which the API server allows
+# only to whoever may update the owner's finalizers.
+- apiGroups: [llm.byok.io]
+  resources: [tenantllmconfigs/finalizers]
+  verbs: [update]
+# Tenants' key Secrets: read, and watched by label (RBAC cannot narrow a grant by label, so
+# this reads every Secret in scope). The agent-facing <name>-llm-gateway Secret: written
+# (create + update) and deleted; RBAC cannot narrow create by name either.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create, update, delete]
+{{- end -}}
+
+{{- /* Application, the operator's own namespace: its vault and encryption keys. */ -}}
+{{- define "byok.rules.vault" -}}
+# tlc-vault-<uid> Secrets (Fernet-encrypted copies of committed keys) are read, written and
+# deleted by name; the encryption-key Secret is read at startup. No list or watch.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, create, update, delete]
+{{- end -}}

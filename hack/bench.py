@@ -1,0 +1,889 @@
+#!/usr/bin/env python3
+"""`make bench`: apply N TenantLLMConfigs at once and measure how fast the operator makes them
+Ready, next to a baseline measured in the same run.
+
+What runs: the test harness's real parts, all on 127.0.0.1 - a kube-apiserver + etcd (or the
+cluster in BYOK_TEST_KUBECONFIG), the real LiteLLM proxy with its Postgres (or LITELLM_URL +
+LITELLM_MASTER_KEY), the OpenAI/Anthropic stand-in as a process, and the operator as a local
+process (`byok-operator run`).
+
+Two phases, same objects, same client, same concurrency:
+
+1. baseline (no operator running): each apply worker creates the tenant's Secret (BYOK) and
+   its TenantLLMConfig, then at once patches its status subresource with Ready=True and
+   observedGeneration, as fast as one API client can. That is the floor: what the API server,
+   etcd and the watch cost for N objects without any reconcile work. The objects are deleted
+   before the operator starts (no finalizer yet, so deletion is immediate).
+2. operator: the operator is started, then the same objects (fresh names, other namespaces)
+   are created the same way, and the bench waits for Ready.
+
+"Ready" is the kstatus rule: condition Ready=True whose observedGeneration equals
+metadata.generation, seen through one watch started before the first create. Latency is per
+object, from the moment its TenantLLMConfig create returned to the watch event that showed it
+Ready. Throughput is Ready objects / (last Ready - first create sent).
+
+The operator runs with the operator's production defaults for its intervals (repair 60s,
+validation cache 300s, retry delay 30s), not the test suite's shortened ones; change them
+with --operator-env NAME=VALUE.
+
+Usage:  make bench [BENCH_ARGS="--tenants 50"]
+        .venv/bin/python hack/bench.py --state .state/bench [--tenants N] [--mix half|platform|
+            byok|PCT] [--namespaces 10] [--workers 16] [--timeout 900] [--out FILE] [--keep]
+Exit status: 0 when every tenant got Ready in both phases, 1 otherwise (the JSON is written
+either way), 2 when the bench could not start its parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "hack")]
+
+from bench_support import (  # noqa: E402
+    GROUP,
+    PLURAL,
+    VERSION,
+    ReadyWatcher,
+    RssSampler,
+    Seen,
+    count_log,
+    cpu_delta,
+    not_ready_reasons,
+    pid_from_file,
+    summary,
+    tree_cpu_seconds,
+)
+from kubernetes import client  # noqa: E402
+from kubernetes import config as kube_config  # noqa: E402
+from kubernetes.client.exceptions import ApiException  # noqa: E402
+
+from harness.cluster import (  # noqa: E402
+    Cluster,
+    external_cluster,
+    install_crds,
+    start_cluster,
+    stop_cluster,
+)
+from harness.litellm import LiteLLMTestbed, start_testbed, stop_testbed  # noqa: E402
+from harness.litellm_fixtures import DEFAULT_CONFIG  # noqa: E402
+from harness.operator import (  # noqa: E402
+    OPERATOR_NAMESPACE,
+    PLATFORM_KEY,
+    OperatorProcess,
+    operator_env,
+)
+from stubs.provider_stub import ProviderStub, read_first_line, stop_process  # noqa: E402
+
+CREDENTIALS_LABEL = f"{GROUP}/credentials"
+RUN_LABEL = "bench.byok.io/run"
+PHASE_LABEL = "bench.byok.io/phase"
+MODEL = "gpt-4o-mini"
+# The operator's own defaults (byok_operator.settings), overriding the test suite's short ones.
+PRODUCTION_INTERVALS = {
+    "BYOK_REPAIR_INTERVAL": "60",
+    "BYOK_VALIDATION_CACHE_TTL": "300",
+    "BYOK_RETRY_DELAY": "30",
+}
+STUB_START_TIMEOUT = 20.0
+STOP_TIMEOUT = 30.0
+
+
+# --- tenants ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tenant:
+    namespace: str
+    name: str
+    mode: str  # "BYOK" | "Platform"
+    key: str | None = field(default=None, repr=False)  # the tenant's OpenAI key (BYOK)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def secret_name(self) -> str:
+        return f"{self.name}-openai"
+
+    def secret_body(self, labels: dict[str, str]) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": self.secret_name,
+                "namespace": self.namespace,
+                "labels": {**labels, CREDENTIALS_LABEL: "true"},
+            },
+            "type": "Opaque",
+            "stringData": {"openai": self.key or ""},
+        }
+
+    def body(self, labels: dict[str, str]) -> dict[str, Any]:
+        if self.mode == "BYOK":
+            spec: dict[str, Any] = {
+                "mode": "BYOK",
+                "providers": {
+                    "openai": {
+                        "secretRef": {"name": self.secret_name, "key": "openai"},
+                        "models": [MODEL],
+                    }
+                },
+            }
+        else:
+            spec = {
+                "mode": "Platform",
+                "platform": {"budget": {"maxUSD": "100", "period": "30d"}, "models": [MODEL]},
+            }
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "TenantLLMConfig",
+            "metadata": {"name": self.name, "namespace": self.namespace, "labels": labels},
+            "spec": spec,
+        }
+
+
+def byok_fraction(mix: str) -> float:
+    """--mix: half (default), platform, byok, or the percentage of BYOK tenants (0-100)."""
+    named = {"half": 0.5, "platform": 0.0, "byok": 1.0}
+    if mix in named:
+        return named[mix]
+    try:
+        pct = float(mix.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--mix {mix!r}: use half, platform, byok or a BYOK percentage like 25"
+        ) from None
+    if not 0 <= pct <= 100:
+        raise argparse.ArgumentTypeError(f"--mix {mix!r}: the percentage must be 0-100")
+    return pct / 100
+
+
+def plan_tenants(count: int, fraction: float, namespaces: list[str], prefix: str) -> list[Tenant]:
+    """BYOK and Platform tenants interleaved evenly, round-robin over the namespaces; every
+    BYOK tenant has its own distinct key."""
+    tenants: list[Tenant] = []
+    byok_so_far = 0
+    for i in range(count):
+        byok = round((i + 1) * fraction) > byok_so_far
+        byok_so_far += byok
+        tenants.append(
+            Tenant(
+                namespace=namespaces[i % len(namespaces)],
+                name=f"{prefix}-{i:04d}",
+                mode="BYOK" if byok else "Platform",
+                key=f"sk-bench-{secrets.token_hex(20)}" if byok else None,
+            )
+        )
+    return tenants
+
+
+# --- the Kubernetes client ----------------------------------------------------------------
+
+
+def api_client(kubeconfig: Path, pool: int) -> client.ApiClient:
+    configuration = client.Configuration()
+    kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig), client_configuration=configuration, persist_config=False
+    )
+    configuration.connection_pool_maxsize = pool
+    return client.ApiClient(configuration)
+
+
+def ensure_namespaces(core: client.CoreV1Api, names: list[str]) -> None:
+    for name in names:
+        try:
+            core.create_namespace(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+
+
+# --- one phase ----------------------------------------------------------------------------
+
+
+@dataclass
+class Applied:
+    ref: str
+    started: float
+    created: float | None = None  # when the TenantLLMConfig create returned
+    finished: float | None = None  # when the worker was done with this tenant
+    error: str | None = None
+
+
+@dataclass
+class Phase:
+    name: str
+    tenants: list[Tenant]
+    applied: list[Applied]
+    seen: dict[str, Seen]
+    began: float
+    apply_done: float
+    ended: float
+    all_ready: bool
+    cpu_seconds: dict[str, float]
+    watch_relists: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def result(self) -> dict[str, Any]:
+        created = {a.ref: a.created for a in self.applied if a.created is not None}
+        ready_at = {
+            ref: s.ready for ref, s in self.seen.items() if s.ready is not None and ref in created
+        }
+        latencies = [max(0.0, ready_at[r] - created[r]) for r in ready_at]
+        pickups = [
+            max(0.0, s.finalizer - created[r])
+            for r, s in self.seen.items()
+            if s.finalizer is not None and r in created
+        ]
+        handling = [
+            max(0.0, s.ready - s.finalizer)
+            for r, s in self.seen.items()
+            if s.ready is not None and s.finalizer is not None and r in created
+        ]
+        apply_each = [a.created - a.started for a in self.applied if a.created is not None]
+        last_ready = max(ready_at.values(), default=None)
+        span = (last_ready - self.began) if last_ready is not None else None
+        errors = [f"{a.ref}: {a.error}" for a in self.applied if a.error]
+        return {
+            "phase": self.name,
+            "tenants": len(self.tenants),
+            "byok_tenants": sum(t.mode == "BYOK" for t in self.tenants),
+            "created": len(created),
+            "ready": len(ready_at),
+            "all_ready": self.all_ready,
+            "apply_wall_s": round(self.apply_done - self.began, 3),
+            "apply_per_object_s": _rounded(summary(apply_each)),
+            "first_create_to_last_ready_s": round(span, 3) if span is not None else None,
+            "tenants_per_second": round(len(ready_at) / span, 3) if span else None,
+            "latency_s": _rounded(summary(latencies)),
+            "pickup_latency_s": _rounded(summary(pickups)) if pickups else None,
+            "pickup_to_ready_s": _rounded(summary(handling)) if handling else None,
+            "watch_events": sum(s.events for s in self.seen.values()),
+            "watch_relists": self.watch_relists,
+            "cpu_seconds": self.cpu_seconds,
+            "apply_errors": errors[:20],
+            "apply_error_count": len(errors),
+            "not_ready": not_ready_reasons(self.seen, [t.ref for t in self.tenants]),
+            **self.extra,
+        }
+
+
+def _rounded(stats: dict[str, float | int | None]) -> dict[str, float | int | None]:
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in stats.items()}
+
+
+def run_phase(
+    name: str,
+    tenants: list[Tenant],
+    *,
+    apply_client: client.ApiClient,
+    watch_client: client.ApiClient,
+    run_id: str,
+    workers: int,
+    timeout: float,
+    patch_status: bool,
+    cpu_roots: Callable[[], dict[str, int | None]],
+) -> Phase:
+    labels = {RUN_LABEL: run_id, PHASE_LABEL: name}
+    watcher = ReadyWatcher(watch_client, f"{RUN_LABEL}={run_id},{PHASE_LABEL}={name}")
+    watcher.start()
+    core = client.CoreV1Api(apply_client)
+    custom = client.CustomObjectsApi(apply_client)
+
+    def apply(tenant: Tenant) -> Applied:
+        done = Applied(tenant.ref, started=time.time())
+        try:
+            if tenant.mode == "BYOK":
+                core.create_namespaced_secret(tenant.namespace, tenant.secret_body(labels))
+            created = custom.create_namespaced_custom_object(
+                GROUP, VERSION, tenant.namespace, PLURAL, tenant.body(labels)
+            )
+            done.created = time.time()
+            if patch_status:
+                custom.patch_namespaced_custom_object_status(
+                    GROUP,
+                    VERSION,
+                    tenant.namespace,
+                    PLURAL,
+                    tenant.name,
+                    ready_status(int(created["metadata"]["generation"])),
+                )
+        except ApiException as exc:
+            done.error = f"HTTP {exc.status} {exc.reason}"
+        done.finished = time.time()
+        return done
+
+    cpu_before = tree_cpu_seconds(cpu_roots())
+    began = time.time()
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"apply-{name}") as pool:
+            applied = list(pool.map(apply, tenants))
+        apply_done = time.time()
+        wanted = [a.ref for a in applied if a.created is not None]
+        print(
+            f"[{name}] created {len(wanted)}/{len(tenants)} in {apply_done - began:.2f}s; "
+            "waiting for Ready...",
+            file=sys.stderr,
+            flush=True,
+        )
+        all_ready = _wait_with_progress(watcher, wanted, began + timeout, name) and len(
+            wanted
+        ) == len(tenants)
+        ended = time.time()
+        cpu_after = tree_cpu_seconds(cpu_roots())
+        cpu_after["bench"] = _own_cpu()
+        cpu_before["bench"] = cpu_before.get("bench", 0.0)
+    finally:
+        watcher.stop()
+    return Phase(
+        name=name,
+        tenants=tenants,
+        applied=applied,
+        seen=watcher.snapshot(),
+        began=began,
+        apply_done=apply_done,
+        ended=ended,
+        all_ready=all_ready,
+        cpu_seconds=cpu_delta(cpu_before, cpu_after),
+        watch_relists=watcher.relists,
+    )
+
+
+def _own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
+def _wait_with_progress(watcher: ReadyWatcher, refs: list[str], deadline: float, name: str) -> bool:
+    """Wait for Ready, printing progress every 10 seconds to stderr."""
+    while True:
+        step = min(deadline, time.time() + 10)
+        if watcher.wait_ready(refs, step):
+            return True
+        if time.time() >= deadline:
+            return False
+        print(f"[{name}] {watcher.ready_count()}/{len(refs)} Ready", file=sys.stderr, flush=True)
+
+
+def ready_status(generation: int) -> dict[str, Any]:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "status": {
+            "observedGeneration": generation,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Ready",
+                    "message": "Set by the bench baseline (no operator).",
+                    "lastTransitionTime": now,
+                    "observedGeneration": generation,
+                }
+            ],
+        }
+    }
+
+
+def delete_phase_objects(
+    apply_client: client.ApiClient, namespaces: list[str], run_id: str, phase: str
+) -> None:
+    """Delete a phase's TenantLLMConfigs and Secrets (no finalizers when no operator ran)."""
+    selector = f"{RUN_LABEL}={run_id},{PHASE_LABEL}={phase}"
+    core = client.CoreV1Api(apply_client)
+    custom = client.CustomObjectsApi(apply_client)
+    for namespace in namespaces:
+        custom.delete_collection_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, label_selector=selector
+        )
+        core.delete_collection_namespaced_secret(namespace, label_selector=selector)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        left = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=selector)
+        if not left.get("items"):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the {phase} objects were not deleted within 60s")
+
+
+# --- the parts ----------------------------------------------------------------------------
+
+
+@dataclass
+class Parts:
+    """What this bench started, so the finally block can stop exactly that, by PID."""
+
+    state: Path
+    keep: bool
+    cluster: Cluster | None = None
+    testbed: LiteLLMTestbed | None = None
+    stub_process: subprocess.Popen[str] | None = None
+    stub: ProviderStub | None = None
+    operator: OperatorProcess | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        if self.keep:
+            self._print_kept()
+            return
+        steps: list[tuple[str, Callable[[], None]]] = [
+            ("operator", self._stop_operator),
+            ("LiteLLM test bed", self._stop_testbed),
+            ("provider stub", self._stop_stub),
+            ("cluster", self._stop_cluster),
+        ]
+        for what, step in steps:
+            try:
+                step()
+            except Exception as exc:
+                print(f"warning: stopping the {what} failed: {exc}", file=sys.stderr)
+
+    def _stop_operator(self) -> None:
+        if self.operator is not None:
+            self.operator.stop(timeout=STOP_TIMEOUT)
+            (self.state / "operator.pid").unlink(missing_ok=True)
+
+    def _stop_testbed(self) -> None:
+        if self.testbed is not None and not self.testbed.external:
+            stop_testbed(self.state / "litellm")
+
+    def _stop_stub(self) -> None:
+        if self.stub_process is not None:
+            stop_process(self.stub_process, STOP_TIMEOUT)
+            (self.state / "stub.pid").unlink(missing_ok=True)
+
+    def _stop_cluster(self) -> None:
+        if self.cluster is not None and not self.cluster.external:
+            stop_cluster(self.state / "cluster")
+
+    def _print_kept(self) -> None:
+        lines = ["--keep: left running (stop them with the commands below):"]
+        if self.cluster is not None:
+            lines.append(f"  export KUBECONFIG={self.cluster.kubeconfig}")
+            if not self.cluster.external:
+                lines.append(
+                    "  (cd tests && ../.venv/bin/python -m harness.cluster down "
+                    f"{self.state / 'cluster'})"
+                )
+        if self.testbed is not None and not self.testbed.external:
+            lines.append(
+                f"  LiteLLM {self.testbed.url}; stop: "
+                f"../shared/litellm-testbed/down {self.state / 'litellm'}"
+            )
+        if self.operator is not None and self.operator.proc is not None:
+            lines.append(
+                f"  operator PID {self.operator.proc.pid} (log {self.operator.log_path}); "
+                f"stop: kill -TERM -{self.operator.proc.pid}"
+            )
+        if self.stub_process is not None:
+            lines.append(
+                f"  provider stub PID {self.stub_process.pid}; stop: kill {self.stub_process.pid}"
+            )
+        print("\n".join(lines), file=sys.stderr)
+
+
+def stop_leftovers(state: Path) -> None:
+    """Stop what an earlier `--keep` run left in this state dir (checked by command line)."""
+    for name, marker in (("operator.pid", b"byok_operator"), ("stub.pid", b"provider_stub")):
+        pid = pid_from_file(state / name)
+        if pid is None:
+            continue
+        with contextlib.suppress(OSError):
+            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                os.kill(pid, signal.SIGTERM)
+                _wait_gone(pid, 20)
+        (state / name).unlink(missing_ok=True)
+    stop_cluster(state / "cluster")
+    if (state / "litellm").exists():
+        stop_testbed(state / "litellm")
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while Path(f"/proc/{pid}").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    if Path(f"/proc/{pid}").exists():
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def start_stub(parts: Parts) -> ProviderStub:
+    """The OpenAI/Anthropic stand-in as its own process, so its CPU is not the bench's."""
+    command = [sys.executable, str(REPO / "tests" / "stubs" / "provider_stub.py"), "--port", "0"]
+    parts.stub_process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    (parts.state / "stub.pid").write_text(f"{parts.stub_process.pid}\n")
+    line = read_first_line(parts.stub_process, STUB_START_TIMEOUT)
+    urls = dict(item.split("=", 1) for item in line.split())
+    parts.stub = ProviderStub(urls["PROVIDER_STUB_URL"])
+    return parts.stub
+
+
+def start_parts(parts: Parts, operator_overrides: dict[str, str]) -> None:
+    state = parts.state
+    external = os.environ.get("BYOK_TEST_KUBECONFIG")
+    step = time.time()
+    if external:
+        parts.cluster = external_cluster(Path(external))
+    else:
+        parts.cluster = start_cluster(state / "cluster", detach=parts.keep)
+    install_crds(parts.cluster, REPO / "crds")
+    parts.cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    parts.notes.append(f"cluster ready in {time.time() - step:.1f}s")
+
+    step = time.time()
+    stub = start_stub(parts)
+    config = state / "litellm.yaml"
+    config.write_text(DEFAULT_CONFIG)
+    litellm_env = {
+        "PLATFORM_OPENAI_API_BASE": stub.openai_base_url,
+        "PLATFORM_OPENAI_API_KEY": PLATFORM_KEY,
+    }
+    parts.testbed = start_testbed(state / "litellm", config, litellm_env)
+    parts.notes.append(f"LiteLLM ready in {time.time() - step:.1f}s")
+
+    operator_dir = state / "operator"
+    operator_dir.mkdir(parents=True, exist_ok=True)
+    for old in operator_dir.glob("operator-*.log"):
+        old.unlink()
+    env = operator_env(
+        kubeconfig=parts.cluster.kubeconfig,
+        litellm_url=parts.testbed.url,
+        master_key=parts.testbed.master_key,
+        openai_base_url=stub.openai_base_url,
+        anthropic_base_url=stub.anthropic_base_url,
+        state_dir=operator_dir,
+        extra={**PRODUCTION_INTERVALS, **operator_overrides},
+    )
+    parts.operator = OperatorProcess(operator_dir, env)
+
+
+def cpu_roots(parts: Parts) -> dict[str, int | None]:
+    """The processes whose CPU time each phase reports (each with its live children)."""
+    roots: dict[str, int | None] = {}
+    if parts.operator is not None and parts.operator.proc is not None:
+        roots["operator"] = parts.operator.proc.pid
+    if parts.testbed is not None and parts.testbed.values:
+        roots["litellm"] = _int(parts.testbed.values.get("LITELLM_PID"))
+        roots["postgres"] = _int(parts.testbed.values.get("POSTGRES_PID"))
+    if parts.cluster is not None and not parts.cluster.external:
+        for name in ("kube-apiserver", "etcd"):
+            roots[name] = pid_from_file(parts.state / "cluster" / f"{name}.pid")
+    if parts.stub_process is not None:
+        roots["provider-stub"] = parts.stub_process.pid
+    return roots
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, int | float):
+        return f"{value * scale:.{digits}f}"
+    return str(value)
+
+
+def _ratio(op: Any, base: Any) -> str:
+    if not isinstance(op, int | float) or not isinstance(base, int | float) or not base:
+        return "-"
+    return f"{op / base:.1f}x"
+
+
+def render_table(report: dict[str, Any]) -> str:
+    base, op = report["baseline"], report["operator"]
+    cfg = report["config"]
+    rows: list[tuple[str, str, str, str]] = []
+
+    def row(
+        label: str, key: Callable[[dict[str, Any]], Any], scale: float = 1.0, digits: int = 2
+    ) -> None:
+        b, o = key(base), key(op)
+        rows.append((label, _fmt(b, scale, digits), _fmt(o, scale, digits), _ratio(o, b)))
+
+    rows.append(
+        (
+            "tenants Ready",
+            f"{base['ready']}/{base['tenants']}",
+            f"{op['ready']}/{op['tenants']}",
+            "",
+        )
+    )
+    row("tenants/second", lambda r: r["tenants_per_second"], digits=1)
+    row("first create -> last Ready (s)", lambda r: r["first_create_to_last_ready_s"])
+    row("apply wall time (s)", lambda r: r["apply_wall_s"])
+    row("apply per object p50 (ms)", lambda r: r["apply_per_object_s"]["p50"], 1000, 1)
+    row("apply per object p99 (ms)", lambda r: r["apply_per_object_s"]["p99"], 1000, 1)
+    row("apply->Ready p50 (s)", lambda r: r["latency_s"]["p50"], digits=3)
+    row("apply->Ready p90 (s)", lambda r: r["latency_s"]["p90"], digits=3)
+    row("apply->Ready p99 (s)", lambda r: r["latency_s"]["p99"], digits=3)
+    row("apply->Ready max (s)", lambda r: r["latency_s"]["max"], digits=3)
+    pickup, handling = op.get("pickup_latency_s") or {}, op.get("pickup_to_ready_s") or {}
+    rows.append(
+        (
+            "apply->operator pickup p50/p99 (s)",
+            "-",
+            f"{_fmt(pickup.get('p50'))}/{_fmt(pickup.get('p99'))}",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "pickup->Ready p50/p99 (s)",
+            "-",
+            f"{_fmt(handling.get('p50'))}/{_fmt(handling.get('p99'))}",
+            "",
+        )
+    )
+    rss = op.get("operator_rss_mib") or {}
+    rows.append(("operator peak RSS, VmHWM (MiB)", "-", _fmt(rss.get("peak_hwm"), digits=1), ""))
+    rows.append(
+        (
+            "operator RSS idle -> end (MiB)",
+            "-",
+            f"{_fmt(rss.get('idle'), digits=1)} -> {_fmt(rss.get('end'), digits=1)}",
+            "",
+        )
+    )
+    for name in sorted(set(base["cpu_seconds"]) | set(op["cpu_seconds"])):
+        b, o = base["cpu_seconds"].get(name), op["cpu_seconds"].get(name)
+        rows.append((f"CPU s: {name}", _fmt(b, digits=1), _fmt(o, digits=1), ""))
+    rows.append(
+        (
+            "watch events",
+            str(base["watch_events"]),
+            str(op["watch_events"]),
+            _ratio(op["watch_events"], base["watch_events"]),
+        )
+    )
+
+    width = max(len(r[0]) for r in rows)
+    header = (
+        f"byok-operator bench: {cfg['tenants']} tenants ({cfg['byok_tenants']} BYOK, "
+        f"{cfg['tenants'] - cfg['byok_tenants']} Platform) in {cfg['namespaces']} namespaces, "
+        f"{cfg['workers']} apply workers, {cfg['cpus']} CPUs"
+    )
+    lines = [header, f"{'':{width}}  {'baseline':>12}  {'operator':>14}  {'op/base':>8}"]
+    lines.append("-" * (width + 42))
+    lines += [f"{a:{width}}  {b:>12}  {c:>14}  {d:>8}" for a, b, c, d in rows]
+    handlers = (op.get("operator_log") or {}).get("handlers") or {}
+    if handlers:
+        lines.append("operator log: " + ", ".join(f"{k} x{v}" for k, v in sorted(handlers.items())))
+    stub = op.get("provider_stub") or {}
+    if stub:
+        lines.append(
+            f"provider stub: {stub.get('total_requests')} requests, "
+            f"max {stub.get('max_in_flight')} in flight"
+        )
+    for phase in (base, op):
+        for group in phase["not_ready"]:
+            lines.append(
+                f"NOT READY [{phase['phase']}] {group['count']}x {group['why']} "
+                f"(e.g. {group['example']}: {group['message']})"
+            )
+        if phase["apply_error_count"]:
+            lines.append(
+                f"APPLY ERRORS [{phase['phase']}] {phase['apply_error_count']}: "
+                f"{phase['apply_errors'][:3]}"
+            )
+    return "\n".join(lines)
+
+
+# --- main ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="hack/bench.py",
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--state", type=Path, default=REPO / ".state" / "bench", help="state dir")
+    parser.add_argument("--tenants", type=int, default=200, help="tenants to apply (200)")
+    parser.add_argument(
+        "--mix", type=byok_fraction, default=0.5, help="half (default), platform, byok or BYOK %%"
+    )
+    parser.add_argument("--namespaces", type=int, default=10, help="spread over N namespaces")
+    parser.add_argument("--workers", type=int, default=16, help="concurrent apply workers")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for Ready")
+    parser.add_argument(
+        "--settle", type=float, default=5, help="keep sampling RSS this long after the last Ready"
+    )
+    parser.add_argument("--out", type=Path, default=None, help="JSON report (STATE/bench.json)")
+    parser.add_argument("--skip-baseline", action="store_true", help="only the operator phase")
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra operator environment (repeatable), e.g. BYOK_VALIDATION_CONCURRENCY=32",
+    )
+    parser.add_argument("--keep", action="store_true", help="leave everything running")
+    args = parser.parse_args(argv)
+    if args.tenants < 1 or args.namespaces < 1 or args.workers < 1:
+        parser.error("--tenants, --namespaces and --workers must be positive")
+    for item in args.operator_env:
+        if "=" not in item:
+            parser.error(f"--operator-env {item!r}: expected NAME=VALUE")
+    return args
+
+
+def _sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    state: Path = args.state.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    out: Path = (args.out or state / "bench.json").resolve()
+    signal.signal(signal.SIGTERM, _sigterm)
+    overrides = dict(item.split("=", 1) for item in args.operator_env)
+
+    stop_leftovers(state)
+    parts = Parts(state=state, keep=args.keep)
+    try:
+        try:
+            start_parts(parts, overrides)
+        except Exception as exc:
+            print(f"error: could not start the bench's parts: {exc}", file=sys.stderr)
+            return 2
+        report = run_bench(args, parts, overrides)
+    finally:
+        parts.stop()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(render_table(report))
+    print(f"\nJSON: {out}")
+    ok = report["operator"]["all_ready"] and (args.skip_baseline or report["baseline"]["all_ready"])
+    return 0 if ok else 1
+
+
+def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str]) -> dict[str, Any]:
+    assert parts.cluster is not None
+    assert parts.operator is not None
+    run_id = secrets.token_hex(3)
+    fraction: float = args.mix
+    apply_client = api_client(parts.cluster.kubeconfig, args.workers + 4)
+    watch_client = api_client(parts.cluster.kubeconfig, 4)
+    core = client.CoreV1Api(apply_client)
+    base_ns = [f"bench-{run_id}-base-{i}" for i in range(args.namespaces)]
+    op_ns = [f"bench-{run_id}-op-{i}" for i in range(args.namespaces)]
+    ensure_namespaces(core, base_ns + op_ns)
+    roots = lambda: cpu_roots(parts)  # noqa: E731
+    phase_args: dict[str, Any] = {
+        "apply_client": apply_client,
+        "watch_client": watch_client,
+        "run_id": run_id,
+        "workers": args.workers,
+        "timeout": args.timeout,
+        "cpu_roots": roots,
+    }
+
+    if args.skip_baseline:
+        baseline = None
+    else:
+        tenants = plan_tenants(args.tenants, fraction, base_ns, "base")
+        baseline = run_phase("baseline", tenants, patch_status=True, **phase_args)
+        delete_phase_objects(apply_client, base_ns, run_id, "baseline")
+
+    started = time.time()
+    parts.operator.start()
+    assert parts.operator.proc is not None
+    (parts.state / "operator.pid").write_text(f"{parts.operator.proc.pid}\n")
+    startup_s = time.time() - started
+    time.sleep(2)  # let kopf finish its initial listings before the clock starts
+    sampler = RssSampler(parts.operator.proc.pid).start()
+    tenants = plan_tenants(args.tenants, fraction, op_ns, "op")
+    op_phase = run_phase("operator", tenants, patch_status=False, **phase_args)
+    settle_until = time.time() + (args.settle if op_phase.all_ready else 0)
+    while time.time() < settle_until and parts.operator.proc.poll() is None:
+        time.sleep(0.2)
+    sampler.stop()
+    mib = 1 / 1024
+    op_phase.extra["operator_startup_s"] = round(startup_s, 2)
+    op_phase.extra["operator_rss_mib"] = {
+        "idle": round((sampler.start_rss_kib or 0) * mib, 1),
+        "max_sampled": round(sampler.max_rss_kib * mib, 1),
+        "end": round((sampler.last_rss_kib or 0) * mib, 1),
+        "peak_hwm": round((sampler.hwm_kib or 0) * mib, 1),
+        "samples": sampler.samples,
+    }
+    op_phase.extra["operator_log"] = count_log(parts.operator.log_path).as_dict()
+    op_phase.extra["operator_log_path"] = str(parts.operator.log_path)
+    op_phase.extra["operator_exit_code"] = parts.operator.proc.poll()
+    if parts.stub is not None:
+        with contextlib.suppress(Exception):
+            op_phase.extra["provider_stub"] = parts.stub.stats()
+
+    empty = Phase("baseline", [], [], {}, 0, 0, 0, False, {}, 0).result()
+    return {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": {
+            "tenants": args.tenants,
+            "byok_tenants": sum(t.mode == "BYOK" for t in tenants),
+            "byok_fraction": fraction,
+            "namespaces": args.namespaces,
+            "workers": args.workers,
+            "timeout_s": args.timeout,
+            "operator_env": {**PRODUCTION_INTERVALS, **overrides},
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "cluster": "external" if parts.cluster.external else "local kube-apiserver + etcd",
+            "litellm": "external" if parts.testbed and parts.testbed.external else "test bed",
+            "setup": parts.notes,
+            "run_id": run_id,
+        },
+        "baseline": baseline.result() if baseline else empty,
+        "operator": op_phase.result(),
+        "ratio_operator_over_baseline": _ratios(
+            baseline.result() if baseline else None, op_phase.result()
+        ),
+    }
+
+
+def _ratios(base: dict[str, Any] | None, op: dict[str, Any]) -> dict[str, float | None]:
+    def ratio(o: Any, b: Any) -> float | None:
+        if isinstance(o, int | float) and isinstance(b, int | float) and b:
+            return round(o / b, 2)
+        return None
+
+    if base is None:
+        return {}
+    return {
+        "tenants_per_second": ratio(op["tenants_per_second"], base["tenants_per_second"]),
+        "latency_p50": ratio(op["latency_s"]["p50"], base["latency_s"]["p50"]),
+        "latency_p99": ratio(op["latency_s"]["p99"], base["latency_s"]["p99"]),
+        "first_create_to_last_ready": ratio(
+            op["first_create_to_last_ready_s"], base["first_create_to_last_ready_s"]
+        ),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Crash safety, key hygiene and handler discipline, end to end (real API server, real LiteLLM,
+provider stand-ins, the operator as a process that the tests SIGKILL)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import time
+
+import pytest
+
+from harness.e2e import Tenants, canary, uid_of
+from harness.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
+from harness.waiting import wait_for
+from stubs.provider_stub import ProviderStub
+
+pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
+
+MODEL = "gpt-4o-mini"
+CRASH_ROUNDS = int(os.environ.get("BYOK_CRASH_ROUNDS", "20"))
+
+
+def byok(secret: str) -> dict:
+    return {"mode": "BYOK", "providers": {"openai": {"secretRef": {"name": secret, "key": "openai"}, "models": [MODEL]}}}
+
+
+PLATFORM = {"mode": "Platform", "platform": {"budget": {"maxUSD": "10", "period": "30d"}}}
+
+
+def assert_converged(tenants: Tenants, namespace: str, name: str, mode: str) -> None:
+    """DESIGN §5, asked of LiteLLM and the API server rather than of our own status."""
+    obj = tenants.get(namespace, name)
+    assert obj is not None
+    uid = uid_of(obj)
+    live = [k for k in tenants.paged("/key/list", "keys", return_full_object="true") if uid in (k.get("key_alias") or "")]
+    assert len(live) == 1, f"{name}: expected exactly one live virtual key, found {[k.get('key_alias') for k in live]}"
+    key = tenants.virtual_key(namespace, name)
+    assert key and tenants.chat(key, MODEL).status_code == 200, f"{name}: the published key does not work"
+    objects = tenants.gateway_objects(uid)
+    if mode == "BYOK":
+        assert objects["credentials"] == [f"byok-{uid}-openai"], objects
+        assert len(objects["deployments"]) == 1, objects
+    else:
+        assert objects["credentials"] == [] and objects["deployments"] == [], objects
+
+
+def _kill_during(operator: OperatorProcess, rng: random.Random, window: float) -> float:
+    moment = rng.uniform(0, window)
+    deadline = time.monotonic() + moment
+    while time.monotonic() < deadline:  # a deadline, not a bare sleep: the kill moment itself
+        time.sleep(0.01)
+    operator.kill()
+    operator.start()
+    return moment
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_always_converges(
+    tenants: Tenants, namespace: str, operator: OperatorProcess
+) -> None:
+    """Each round: enable BYOK for two tenants and SIGKILL the operator at a random moment,
+    restart it, converge; then revert to Platform with another random SIGKILL, converge."""
+    rng = random.Random(int(os.environ.get("BYOK_CRASH_SEED", "1234")))
+    for round_no in range(CRASH_ROUNDS):
+        names = [f"crash-{round_no}-{i}" for i in range(2)]
+        for name in names:
+            tenants.put_secret(namespace, f"{name}-keys", {"openai": canary("openai")})
+            tenants.apply(namespace, name, PLATFORM)
+        for name in names:
+            tenants.wait_condition(namespace, name, timeout=60)
+        for name in names:
+            tenants.apply(namespace, name, byok(f"{name}-keys"))
+        _kill_during(operator, rng, 2.5)
+        for name in names:
+            tenants.wait_condition(namespace, name, timeout=90)
+            wait_for(lambda n=name: _settled(tenants, namespace, n, "BYOK"), timeout=30, what=f"{name} settled")
+            assert_converged(tenants, namespace, name, "BYOK")
+        for name in names:
+            tenants.apply(namespace, name, PLATFORM)
+        _kill_during(operator, rng, 2.5)
+        for name in names:
+            tenants.wait_condition(namespace, name, timeout=90)
+            wait_for(lambda n=name: _settled(tenants, namespace, n, "Platform"), timeout=30, what=f"{name} settled")
+            assert_converged(tenants, namespace, name, "Platform")
+            uid = uid_of(tenants.get(namespace, name) or {})
+            tenants.cluster.kubectl("delete", "tlc", name, "-n", namespace, "--timeout=60s")
+            assert tenants.gateway_objects(uid) == {"keys": [], "deployments": [], "credentials": []}
+
+
+def _settled(tenants: Tenants, namespace: str, name: str, mode: str) -> bool:
+    """Retired keys are revoked and BYOK leftovers removed by the same or the next pass."""
+    obj = tenants.get(namespace, name)
+    if obj is None or (obj.get("status") or {}).get("mode") != mode:
+        return False
+    uid = uid_of(obj)
+    keys = [k for k in tenants.paged("/key/list", "keys", return_full_object="true") if uid in (k.get("key_alias") or "")]
+    objects = tenants.gateway_objects(uid)
+    leftovers = mode == "Platform" and (objects["credentials"] or objects["deployments"])
+    return len(keys) == 1 and not leftovers
+
+
+def test_canary_keys_never_leak(
+    tenants: Tenants, namespace: str, operator: OperatorProcess, provider_stub: ProviderStub, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Plant canaries, take a tenant through enable, a failed rotation, a good rotation, revert
+    and delete, then search every place a key must never be."""
+    first, bad, second, anthropic = canary("openai"), canary("openai"), canary("openai"), canary("anthropic")
+    provider_stub.set_behaviour(bad, "401")
+    tenants.put_secret(namespace, "keys", {"openai": first, "anthropic": anthropic})
+    spec = byok("keys")
+    spec["providers"]["anthropic"] = {"secretRef": {"name": "keys", "key": "anthropic"}, "models": ["claude-3-5-sonnet-20241022"]}
+    tenants.apply(namespace, "canary", spec)
+    tenants.wait_condition(namespace, "canary")
+    virtual_keys = {tenants.virtual_key(namespace, "canary")}
+    tenants.put_secret(namespace, "keys", {"openai": bad, "anthropic": anthropic})
+    tenants.wait_condition(namespace, "canary", kind="KeysValid", status="False", reason="InvalidKey")
+    tenants.put_secret(namespace, "keys", {"openai": second, "anthropic": anthropic})
+    tenants.wait_condition(namespace, "canary", kind="KeysValid", status="True")
+    tenants.apply(namespace, "canary", PLATFORM)
+    tenants.wait_condition(namespace, "canary")
+    virtual_keys.add(tenants.virtual_key(namespace, "canary"))
+    everything_tlc = tenants.cluster.kubectl("get", "tlc", "-A", "-o", "json").stdout
+    tenants.cluster.kubectl("delete", "tlc", "canary", "-n", namespace, "--timeout=60s")
+
+    planted = [first, bad, second, anthropic, PLATFORM_KEY, *(k for k in virtual_keys if k)]
+    secrets = json.loads(tenants.cluster.kubectl("get", "secrets", "-A", "-o", "json").stdout)["items"]
+    places = {
+        "operator log": operator.all_logs(),
+        "events": json.dumps(tenants.cluster.kubectl("get", "events", "-A", "-o", "json").stdout),
+        "TenantLLMConfigs": everything_tlc,
+        "Secret metadata": json.dumps([s["metadata"] for s in secrets]),
+        "test output": "".join(capfd.readouterr()),
+    }
+    for place, text in places.items():
+        for key in planted:
+            assert key not in text, f"a planted key leaked into the {place}"
+            assert key[-12:] not in text, f"a planted key's suffix leaked into the {place}"
+    assert re.search(r"sha256:[0-9a-f]{12}", places["events"]), "events should name keys by fingerprint"
+
+
+def test_handlers_run_once_per_change(tenants: Tenants, namespace: str, operator: OperatorProcess) -> None:
+    """No hot loops: one reconcile per spec change, none from our own status writes."""
+    tenants.put_secret(namespace, "keys", {"openai": canary("openai")})
+    tenants.apply(namespace, "calm", byok("keys"))
+    tenants.wait_condition(namespace, "calm")
+    prefix = f"[{namespace}/calm]"
+
+    def lines(what: str) -> int:
+        return sum(1 for line in operator.all_logs().splitlines() if prefix in line and what in line)
+
+    # Let two periodic passes happen (each writes status), then count.
+    marker = lines("Handler 'reconcile' succeeded")
+    wait_for(lambda: lines("Periodic pass done") >= 2, timeout=40, what="two periodic passes")
+    assert lines("Handler 'reconcile' succeeded") == marker == 1
+    spec = byok("keys")
+    spec["providers"]["openai"]["models"] = [MODEL, "gpt-4o"]
+    tenants.apply(namespace, "calm", spec)
+    tenants.wait_condition(namespace, "calm")
+    wait_for(lambda: lines("Periodic pass done") >= 3, timeout=40, what="another periodic pass")
+    assert lines("Handler 'reconcile' succeeded") == 2
