@@ -60,9 +60,11 @@ from bench_support import (  # noqa: E402
     GROUP,
     PLURAL,
     VERSION,
+    HttpProbe,
     ReadyWatcher,
     RssSampler,
     Seen,
+    count_access_log,
     count_log,
     cpu_delta,
     not_ready_reasons,
@@ -204,7 +206,9 @@ def api_client(kubeconfig: Path, pool: int) -> client.ApiClient:
         config_file=str(kubeconfig), client_configuration=configuration, persist_config=False
     )
     configuration.connection_pool_maxsize = pool
-    return client.ApiClient(configuration)
+    api = client.ApiClient(configuration)
+    api.user_agent = "byok-bench"  # the field manager the operator's audit lines name
+    return api
 
 
 def ensure_namespaces(core: client.CoreV1Api, names: list[str]) -> None:
@@ -334,6 +338,7 @@ def run_phase(
         return done
 
     cpu_before = tree_cpu_seconds(cpu_roots())
+    cpu_before["bench"] = _own_cpu()
     began = time.time()
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"apply-{name}") as pool:
@@ -352,7 +357,6 @@ def run_phase(
         ended = time.time()
         cpu_after = tree_cpu_seconds(cpu_roots())
         cpu_after["bench"] = _own_cpu()
-        cpu_before["bench"] = cpu_before.get("bench", 0.0)
     finally:
         watcher.stop()
     return Phase(
@@ -612,7 +616,7 @@ def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
 def _ratio(op: Any, base: Any) -> str:
     if not isinstance(op, int | float) or not isinstance(base, int | float) or not base:
         return "-"
-    return f"{op / base:.1f}x"
+    return f"{op / base:.3g}x"
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -646,7 +650,7 @@ def render_table(report: dict[str, Any]) -> str:
     pickup, handling = op.get("pickup_latency_s") or {}, op.get("pickup_to_ready_s") or {}
     rows.append(
         (
-            "apply->operator pickup p50/p99 (s)",
+            "apply->finalizer added p50/p99 (s)",
             "-",
             f"{_fmt(pickup.get('p50'))}/{_fmt(pickup.get('p99'))}",
             "",
@@ -654,7 +658,7 @@ def render_table(report: dict[str, Any]) -> str:
     )
     rows.append(
         (
-            "pickup->Ready p50/p99 (s)",
+            "finalizer->Ready p50/p99 (s)",
             "-",
             f"{_fmt(handling.get('p50'))}/{_fmt(handling.get('p99'))}",
             "",
@@ -820,7 +824,19 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
     time.sleep(2)  # let kopf finish its initial listings before the clock starts
     sampler = RssSampler(parts.operator.proc.pid).start()
     tenants = plan_tenants(args.tenants, fraction, op_ns, "op")
+    litellm_log = parts.testbed.log_path if parts.testbed else None
+    log_offset = litellm_log.stat().st_size if litellm_log and litellm_log.exists() else 0
+    probe = HttpProbe(f"{parts.testbed.url}/health/liveliness").start() if parts.testbed else None
     op_phase = run_phase("operator", tenants, patch_status=False, **phase_args)
+    if probe is not None:
+        op_phase.extra["litellm_probe_s"] = _rounded(probe.stop())
+    if litellm_log is not None:
+        calls = count_access_log(litellm_log, log_offset)
+        op_phase.extra["litellm_requests"] = {
+            "total": sum(calls.values()),
+            "per_tenant": round(sum(calls.values()) / len(tenants), 1),
+            "by_route": calls,
+        }
     settle_until = time.time() + (args.settle if op_phase.all_ready else 0)
     while time.time() < settle_until and parts.operator.proc.poll() is None:
         time.sleep(0.2)
@@ -858,6 +874,7 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
             "litellm": "external" if parts.testbed and parts.testbed.external else "test bed",
             "setup": parts.notes,
             "run_id": run_id,
+            "git": _git_state(),
         },
         "baseline": baseline.result() if baseline else empty,
         "operator": op_phase.result(),
@@ -865,6 +882,29 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
             baseline.result() if baseline else None, op_phase.result()
         ),
     }
+
+
+def _git_state() -> str:
+    """The commit measured, and which files differed from it (others edit concurrently)."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "operator"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.split("\n")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    changed = [line[3:] for line in dirty if line.strip()]
+    return head + (f" + uncommitted {', '.join(changed)}" if changed else "")
 
 
 def _ratios(base: dict[str, Any] | None, op: dict[str, Any]) -> dict[str, float | None]:

@@ -211,7 +211,8 @@ def test_promote_starts_grace_and_revocation_waits_for_it() -> None:
     during = plan_virtual_key(
         state, shape, now=T0 + timedelta(minutes=5), rotate_request=None, max_age=None
     )
-    assert during.revoke == () and during.next_check == T0 + timedelta(minutes=10)
+    assert during.revoke == ()
+    assert during.next_check == T0 + timedelta(minutes=10)
     after = plan_virtual_key(
         state, shape, now=T0 + timedelta(minutes=10), rotate_request=None, max_age=None
     )
@@ -222,7 +223,8 @@ def test_promote_starts_grace_and_revocation_waits_for_it() -> None:
 def test_fingerprint_reveals_no_part_of_the_key() -> None:
     key = "sk-canary-0123456789abcdefghijklmnop"
     fp = fingerprint(key)
-    assert fp.startswith("sha256:") and len(fp) == 19
+    assert fp.startswith("sha256:")
+    assert len(fp) == 19
     assert not any(key[i : i + 4] in fp for i in range(len(key) - 4))
 
 

@@ -21,9 +21,15 @@ ANTHROPIC_MODEL = "claude-3-5-sonnet-20241022"
 def byok_spec(*, openai: bool = True, anthropic: bool = True, secret: str = "llm-keys") -> dict:
     providers = {}
     if openai:
-        providers["openai"] = {"secretRef": {"name": secret, "key": "openai"}, "models": [OPENAI_MODEL, "gpt-4o"]}
+        providers["openai"] = {
+            "secretRef": {"name": secret, "key": "openai"},
+            "models": [OPENAI_MODEL, "gpt-4o"],
+        }
     if anthropic:
-        providers["anthropic"] = {"secretRef": {"name": secret, "key": "anthropic"}, "models": [ANTHROPIC_MODEL]}
+        providers["anthropic"] = {
+            "secretRef": {"name": secret, "key": "anthropic"},
+            "models": [ANTHROPIC_MODEL],
+        }
     return {"mode": "BYOK", "providers": providers}
 
 
@@ -38,18 +44,28 @@ def test_byok_with_both_providers_serves_agents_with_the_tenants_own_keys(
     tenants.apply(namespace, "acme", byok_spec())
     obj = tenants.wait_condition(namespace, "acme")
     status = obj["status"]
-    assert (status["mode"], status["costTracking"], status["spend"], status["budget"]) == ("BYOK", "BYOK", "N/A", "N/A")
+    assert (status["mode"], status["costTracking"], status["spend"], status["budget"]) == (
+        "BYOK",
+        "BYOK",
+        "N/A",
+        "N/A",
+    )
     fps = {p["name"]: p["keyFingerprint"] for p in status["providers"]}
     assert fps == {"openai": fingerprint_of(openai_key), "anthropic": fingerprint_of(anthropic_key)}
     assert status["virtualKey"]["secretName"] == "acme-llm-gateway"
 
     key = tenants.virtual_key(namespace, "acme")
     assert key
-    for model, provider, expected in ((OPENAI_MODEL, "openai", openai_key), (ANTHROPIC_MODEL, "anthropic", anthropic_key)):
+    for model, provider, expected in (
+        (OPENAI_MODEL, "openai", openai_key),
+        (ANTHROPIC_MODEL, "anthropic", anthropic_key),
+    ):
         response = tenants.chat(key, model)
         assert response.status_code == 200, response.text
         last = provider_stub.requests(provider=provider)[-1]
-        assert last.key_fingerprint == fingerprint_of(expected), f"{provider} call did not carry the tenant key"
+        assert last.key_fingerprint == fingerprint_of(expected), (
+            f"{provider} call did not carry the tenant key"
+        )
 
 
 def test_neither_the_platform_key_nor_another_tenant_can_use_a_tenants_deployments(
@@ -66,11 +82,16 @@ def test_neither_the_platform_key_nor_another_tenant_can_use_a_tenants_deploymen
     tenants.wait_condition(namespace, "plat")
     a_deployment = f"byok-tenant-a-{uid_of(a)[:8]}/{OPENAI_MODEL}"
     calls_before = len(provider_stub.requests(key=a_key))
-    for intruder in (tenants.virtual_key(namespace, "tenant-b"), tenants.virtual_key(namespace, "plat")):
+    for intruder in (
+        tenants.virtual_key(namespace, "tenant-b"),
+        tenants.virtual_key(namespace, "plat"),
+    ):
         assert intruder
         response = tenants.chat(intruder, a_deployment)
         assert response.status_code in (401, 403), response.text
-    assert len(provider_stub.requests(key=a_key)) == calls_before, "tenant A's key was used by someone else"
+    assert len(provider_stub.requests(key=a_key)) == calls_before, (
+        "tenant A's key was used by someone else"
+    )
     own = tenants.chat(tenants.virtual_key(namespace, "tenant-a") or "", OPENAI_MODEL)
     assert own.status_code == 200
 
@@ -84,7 +105,12 @@ def test_neither_the_platform_key_nor_another_tenant_can_use_a_tenants_deploymen
     ],
 )
 def test_bad_keys_end_in_the_right_reason_and_provision_nothing(
-    tenants: Tenants, namespace: str, provider_stub: ProviderStub, case: str, reason: str, message: str
+    tenants: Tenants,
+    namespace: str,
+    provider_stub: ProviderStub,
+    case: str,
+    reason: str,
+    message: str,
 ) -> None:
     key = canary("openai")
     if case == "invalid-401":
@@ -97,7 +123,11 @@ def test_bad_keys_end_in_the_right_reason_and_provision_nothing(
     ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
     assert message in ready["message"]
     assert tenants.virtual_key(namespace, "bad") is None
-    assert tenants.gateway_objects(uid_of(obj)) == {"keys": [], "deployments": [], "credentials": []}
+    assert tenants.gateway_objects(uid_of(obj)) == {
+        "keys": [],
+        "deployments": [],
+        "credentials": [],
+    }
 
 
 def test_an_unreachable_provider_recovers_by_itself(
@@ -111,7 +141,9 @@ def test_an_unreachable_provider_recovers_by_itself(
     assert tenants.virtual_key(namespace, "flaky") is None
     provider_stub.set_behaviour(key, None)
     tenants.wait_condition(namespace, "flaky", timeout=90)
-    assert tenants.chat(tenants.virtual_key(namespace, "flaky") or "", OPENAI_MODEL).status_code == 200
+    assert (
+        tenants.chat(tenants.virtual_key(namespace, "flaky") or "", OPENAI_MODEL).status_code == 200
+    )
 
 
 def test_platform_mode_carries_the_budget_and_reports_spend(
@@ -120,7 +152,11 @@ def test_platform_mode_carries_the_budget_and_reports_spend(
     tenants.apply(namespace, "plat", PLATFORM_SPEC)
     obj = tenants.wait_condition(namespace, "plat")
     status = obj["status"]
-    assert (status["mode"], status["costTracking"], status["budget"]) == ("Platform", "Platform", "$25/30d")
+    assert (status["mode"], status["costTracking"], status["budget"]) == (
+        "Platform",
+        "Platform",
+        "$25/30d",
+    )
     key = tenants.virtual_key(namespace, "plat")
     assert key
     info = tenants.admin("GET", "/key/info", params={"key": key})["info"]
@@ -128,7 +164,9 @@ def test_platform_mode_carries_the_budget_and_reports_spend(
     assert info["models"] == [OPENAI_MODEL]
     response = tenants.chat(key, OPENAI_MODEL)
     assert response.status_code == 200, response.text
-    assert provider_stub.requests(path="/v1/chat/completions")[-1].key_fingerprint == fingerprint_of(PLATFORM_KEY)
+    assert provider_stub.requests(path="/v1/chat/completions")[
+        -1
+    ].key_fingerprint == fingerprint_of(PLATFORM_KEY)
 
     def spent() -> str | None:
         spend = ((tenants.get(namespace, "plat") or {}).get("status") or {}).get("spend")
@@ -145,34 +183,49 @@ def test_revert_to_platform_removes_everything_byok_and_keeps_agents_working(
     obj = tenants.wait_condition(namespace, "rev")
     uid = uid_of(obj)
     byok_key = tenants.virtual_key(namespace, "rev")
-    assert byok_key and tenants.gateway_objects(uid)["credentials"]
+    assert byok_key
+    assert tenants.gateway_objects(uid)["credentials"]
 
     tenants.apply(namespace, "rev", PLATFORM_SPEC)
     tenants.wait_condition(namespace, "rev")
     platform_key = tenants.virtual_key(namespace, "rev")
-    assert platform_key and platform_key != byok_key
+    assert platform_key
+    assert platform_key != byok_key
     assert tenants.chat(platform_key, OPENAI_MODEL).status_code == 200
     assert tenants.chat(byok_key, OPENAI_MODEL).status_code == 401
+
     def byok_objects_gone() -> dict[str, list[str]] | None:
         objs = tenants.gateway_objects(uid)
         return objs if not objs["deployments"] and not objs["credentials"] else None
 
     left = wait_for(byok_objects_gone, timeout=30, what="BYOK objects removed from LiteLLM")
     assert len(left["keys"]) == 1
-    vault = tenants.cluster.kubectl("get", "secret", f"tlc-vault-{uid}", "-n", OPERATOR_NAMESPACE, "-o", "json")
+    vault = tenants.cluster.kubectl(
+        "get", "secret", f"tlc-vault-{uid}", "-n", OPERATOR_NAMESPACE, "-o", "json"
+    )
     assert not [k for k in json.loads(vault.stdout)["data"] if k.startswith("provider.")]
-    reasons = {e["reason"] for e in tenants.events(namespace) if e["involvedObject"]["name"] == "rev"}
+    reasons = {
+        e["reason"] for e in tenants.events(namespace) if e["involvedObject"]["name"] == "rev"
+    }
     assert {"BYOK_ENABLED", "BYOK_DISABLED"} <= reasons
-    audits = [a["audit"] for a in operator.audit_lines() if a["name"] == "rev" and a["namespace"] == namespace]
+    audits = [
+        a["audit"]
+        for a in operator.audit_lines()
+        if a["name"] == "rev" and a["namespace"] == namespace
+    ]
     assert "BYOK_DISABLED" in audits
 
 
 def test_delete_leaves_nothing_in_the_gateway(tenants: Tenants, namespace: str) -> None:
-    tenants.put_secret(namespace, "llm-keys", {"openai": canary("openai"), "anthropic": canary("anthropic")})
+    tenants.put_secret(
+        namespace, "llm-keys", {"openai": canary("openai"), "anthropic": canary("anthropic")}
+    )
     tenants.apply(namespace, "gone", byok_spec())
     uid = uid_of(tenants.wait_condition(namespace, "gone"))
     assert tenants.gateway_objects(uid)["deployments"]
     tenants.cluster.kubectl("delete", "tlc", "gone", "-n", namespace, "--timeout=60s")
     assert tenants.gateway_objects(uid) == {"keys": [], "deployments": [], "credentials": []}
-    gone = tenants.cluster.kubectl("get", "secret", f"tlc-vault-{uid}", "-n", OPERATOR_NAMESPACE, check=False)
+    gone = tenants.cluster.kubectl(
+        "get", "secret", f"tlc-vault-{uid}", "-n", OPERATOR_NAMESPACE, check=False
+    )
     assert gone.returncode != 0

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from harness.e2e import Tenants, canary, uid_of
-from harness.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
+from harness.operator import PLATFORM_KEY, OperatorProcess
 from harness.waiting import wait_for
 from stubs.provider_stub import ProviderStub
 
@@ -23,7 +23,12 @@ CRASH_ROUNDS = int(os.environ.get("BYOK_CRASH_ROUNDS", "20"))
 
 
 def byok(secret: str) -> dict:
-    return {"mode": "BYOK", "providers": {"openai": {"secretRef": {"name": secret, "key": "openai"}, "models": [MODEL]}}}
+    return {
+        "mode": "BYOK",
+        "providers": {
+            "openai": {"secretRef": {"name": secret, "key": "openai"}, "models": [MODEL]}
+        },
+    }
 
 
 PLATFORM = {"mode": "Platform", "platform": {"budget": {"maxUSD": "10", "period": "30d"}}}
@@ -34,16 +39,24 @@ def assert_converged(tenants: Tenants, namespace: str, name: str, mode: str) -> 
     obj = tenants.get(namespace, name)
     assert obj is not None
     uid = uid_of(obj)
-    live = [k for k in tenants.paged("/key/list", "keys", return_full_object="true") if uid in (k.get("key_alias") or "")]
-    assert len(live) == 1, f"{name}: expected exactly one live virtual key, found {[k.get('key_alias') for k in live]}"
+    live = [
+        k
+        for k in tenants.paged("/key/list", "keys", return_full_object="true")
+        if uid in (k.get("key_alias") or "")
+    ]
+    assert len(live) == 1, (
+        f"{name}: expected exactly one live virtual key, found {[k.get('key_alias') for k in live]}"
+    )
     key = tenants.virtual_key(namespace, name)
-    assert key and tenants.chat(key, MODEL).status_code == 200, f"{name}: the published key does not work"
+    assert key, f"{name}: no published virtual key"
+    assert tenants.chat(key, MODEL).status_code == 200, f"{name}: the published key does not work"
     objects = tenants.gateway_objects(uid)
     if mode == "BYOK":
         assert objects["credentials"] == [f"byok-{uid}-openai"], objects
         assert len(objects["deployments"]) == 1, objects
     else:
-        assert objects["credentials"] == [] and objects["deployments"] == [], objects
+        assert objects["credentials"] == [], objects
+        assert objects["deployments"] == [], objects
 
 
 def _kill_during(operator: OperatorProcess, rng: random.Random, window: float) -> float:
@@ -75,18 +88,30 @@ def test_sigkill_at_random_moments_always_converges(
         _kill_during(operator, rng, 2.5)
         for name in names:
             tenants.wait_condition(namespace, name, timeout=90)
-            wait_for(lambda n=name: _settled(tenants, namespace, n, "BYOK"), timeout=30, what=f"{name} settled")
+            wait_for(
+                lambda n=name: _settled(tenants, namespace, n, "BYOK"),
+                timeout=30,
+                what=f"{name} settled",
+            )
             assert_converged(tenants, namespace, name, "BYOK")
         for name in names:
             tenants.apply(namespace, name, PLATFORM)
         _kill_during(operator, rng, 2.5)
         for name in names:
             tenants.wait_condition(namespace, name, timeout=90)
-            wait_for(lambda n=name: _settled(tenants, namespace, n, "Platform"), timeout=30, what=f"{name} settled")
+            wait_for(
+                lambda n=name: _settled(tenants, namespace, n, "Platform"),
+                timeout=30,
+                what=f"{name} settled",
+            )
             assert_converged(tenants, namespace, name, "Platform")
             uid = uid_of(tenants.get(namespace, name) or {})
             tenants.cluster.kubectl("delete", "tlc", name, "-n", namespace, "--timeout=60s")
-            assert tenants.gateway_objects(uid) == {"keys": [], "deployments": [], "credentials": []}
+            assert tenants.gateway_objects(uid) == {
+                "keys": [],
+                "deployments": [],
+                "credentials": [],
+            }
 
 
 def _settled(tenants: Tenants, namespace: str, name: str, mode: str) -> bool:
@@ -95,27 +120,45 @@ def _settled(tenants: Tenants, namespace: str, name: str, mode: str) -> bool:
     if obj is None or (obj.get("status") or {}).get("mode") != mode:
         return False
     uid = uid_of(obj)
-    keys = [k for k in tenants.paged("/key/list", "keys", return_full_object="true") if uid in (k.get("key_alias") or "")]
+    keys = [
+        k
+        for k in tenants.paged("/key/list", "keys", return_full_object="true")
+        if uid in (k.get("key_alias") or "")
+    ]
     objects = tenants.gateway_objects(uid)
     leftovers = mode == "Platform" and (objects["credentials"] or objects["deployments"])
     return len(keys) == 1 and not leftovers
 
 
 def test_canary_keys_never_leak(
-    tenants: Tenants, namespace: str, operator: OperatorProcess, provider_stub: ProviderStub, capfd: pytest.CaptureFixture[str]
+    tenants: Tenants,
+    namespace: str,
+    operator: OperatorProcess,
+    provider_stub: ProviderStub,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     """Plant canaries, take a tenant through enable, a failed rotation, a good rotation, revert
     and delete, then search every place a key must never be."""
-    first, bad, second, anthropic = canary("openai"), canary("openai"), canary("openai"), canary("anthropic")
+    first, bad, second, anthropic = (
+        canary("openai"),
+        canary("openai"),
+        canary("openai"),
+        canary("anthropic"),
+    )
     provider_stub.set_behaviour(bad, "401")
     tenants.put_secret(namespace, "keys", {"openai": first, "anthropic": anthropic})
     spec = byok("keys")
-    spec["providers"]["anthropic"] = {"secretRef": {"name": "keys", "key": "anthropic"}, "models": ["claude-3-5-sonnet-20241022"]}
+    spec["providers"]["anthropic"] = {
+        "secretRef": {"name": "keys", "key": "anthropic"},
+        "models": ["claude-3-5-sonnet-20241022"],
+    }
     tenants.apply(namespace, "canary", spec)
     tenants.wait_condition(namespace, "canary")
     virtual_keys = {tenants.virtual_key(namespace, "canary")}
     tenants.put_secret(namespace, "keys", {"openai": bad, "anthropic": anthropic})
-    tenants.wait_condition(namespace, "canary", kind="KeysValid", status="False", reason="InvalidKey")
+    tenants.wait_condition(
+        namespace, "canary", kind="KeysValid", status="False", reason="InvalidKey"
+    )
     tenants.put_secret(namespace, "keys", {"openai": second, "anthropic": anthropic})
     tenants.wait_condition(namespace, "canary", kind="KeysValid", status="True")
     tenants.apply(namespace, "canary", PLATFORM)
@@ -125,7 +168,9 @@ def test_canary_keys_never_leak(
     tenants.cluster.kubectl("delete", "tlc", "canary", "-n", namespace, "--timeout=60s")
 
     planted = [first, bad, second, anthropic, PLATFORM_KEY, *(k for k in virtual_keys if k)]
-    secrets = json.loads(tenants.cluster.kubectl("get", "secrets", "-A", "-o", "json").stdout)["items"]
+    secrets = json.loads(tenants.cluster.kubectl("get", "secrets", "-A", "-o", "json").stdout)[
+        "items"
+    ]
     places = {
         "operator log": operator.all_logs(),
         "events": json.dumps(tenants.cluster.kubectl("get", "events", "-A", "-o", "json").stdout),
@@ -137,10 +182,14 @@ def test_canary_keys_never_leak(
         for key in planted:
             assert key not in text, f"a planted key leaked into the {place}"
             assert key[-12:] not in text, f"a planted key's suffix leaked into the {place}"
-    assert re.search(r"sha256:[0-9a-f]{12}", places["events"]), "events should name keys by fingerprint"
+    assert re.search(r"sha256:[0-9a-f]{12}", places["events"]), (
+        "events should name keys by fingerprint"
+    )
 
 
-def test_handlers_run_once_per_change(tenants: Tenants, namespace: str, operator: OperatorProcess) -> None:
+def test_handlers_run_once_per_change(
+    tenants: Tenants, namespace: str, operator: OperatorProcess
+) -> None:
     """No hot loops: one reconcile per spec change, none from our own status writes."""
     tenants.put_secret(namespace, "keys", {"openai": canary("openai")})
     tenants.apply(namespace, "calm", byok("keys"))
@@ -148,7 +197,9 @@ def test_handlers_run_once_per_change(tenants: Tenants, namespace: str, operator
     prefix = f"[{namespace}/calm]"
 
     def lines(what: str) -> int:
-        return sum(1 for line in operator.all_logs().splitlines() if prefix in line and what in line)
+        return sum(
+            1 for line in operator.all_logs().splitlines() if prefix in line and what in line
+        )
 
     # Let two periodic passes happen (each writes status), then count.
     marker = lines("Handler 'reconcile' succeeded")

@@ -48,7 +48,9 @@ class MountedKey:
             self._value = self.path.read_text().strip()
             self._stamp = stamp
         if not self._value:
-            raise GatewaySecretError(f"{self.path} is empty: the operator has not issued a key yet.")
+            raise GatewaySecretError(
+                f"{self.path} is empty: the operator has not issued a key yet."
+            )
         return self._value
 
     async def __call__(self) -> str:

@@ -162,13 +162,7 @@ async def load_vault(settings: Settings, kube: Kube) -> Vault:
     Raises VaultConfigError (the operator refuses to start) when they are missing or malformed.
     """
     if settings.encryption_keys_file:
-        path = Path(settings.encryption_keys_file)
-        if not path.is_file():
-            raise VaultConfigError(
-                f"BYOK_ENCRYPTION_KEYS_FILE={path} does not exist. Mount the encryption-key Secret "
-                "there, or unset the variable to read the Secret directly."
-            )
-        return Vault.from_text(path.read_text(), source=f"file {path}")
+        return await asyncio.to_thread(_vault_from_file, Path(settings.encryption_keys_file))
     namespace, name = settings.operator_namespace, settings.encryption_secret
     secret = await kube.read_secret(namespace, name)
     if secret is None:
@@ -180,3 +174,12 @@ async def load_vault(settings: Settings, kube: Kube) -> Vault:
     return Vault.from_text(
         secret.data.get("keys", ""), source=f"Secret {namespace}/{name} (data key 'keys')"
     )
+
+
+def _vault_from_file(path: Path) -> Vault:
+    if not path.is_file():
+        raise VaultConfigError(
+            f"BYOK_ENCRYPTION_KEYS_FILE={path} does not exist. Mount the encryption-key Secret "
+            "there, or unset the variable to read the Secret directly."
+        )
+    return Vault.from_text(path.read_text(), source=f"file {path}")

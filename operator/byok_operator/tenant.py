@@ -661,7 +661,9 @@ class Reconciler:
             gateway_ok=False,
         )
         delay = self.deps.settings.retry_delay
-        return Outcome(status, retry_after=delay if exc.retryable else 4 * delay, retry_message=str(exc))
+        return Outcome(
+            status, retry_after=delay if exc.retryable else 4 * delay, retry_message=str(exc)
+        )
 
 
 # --- helpers: names, markers, status ----------------------------------------------------------

@@ -14,10 +14,9 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.litellm import LiteLLMTestbed
-from harness.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess, operator_env
+from harness.operator import OPERATOR_NAMESPACE, OperatorProcess, operator_env
 from harness.waiting import wait_for
 from stubs.provider_stub import ProviderStub
-
 
 
 def canary(provider: str) -> str:
@@ -76,7 +75,9 @@ class Tenants:
             "stringData": data,
         }
         # Server-side apply: client-side apply would copy the key into an annotation.
-        self.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(body))
+        self.cluster.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(body)
+        )
 
     def apply(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
         body = {
