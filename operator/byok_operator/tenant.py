@@ -22,7 +22,7 @@ from typing import Any
 from byok_operator import api
 from byok_operator.api import AuditAction, ConditionType, Mode, Provider, Reason
 from byok_operator.audit import AuditEvent
-from byok_operator.conditions import Condition, find, merge_conditions, rfc3339
+from byok_operator.conditions import find
 from byok_operator.crypto import DecryptionError, Vault
 from byok_operator.gateway.litellm import GatewayError, KeySpec, LiteLLMGateway
 from byok_operator.kube import Kube
@@ -50,6 +50,13 @@ from byok_operator.reconcile import (
     vault_secret_name,
 )
 from byok_operator.settings import Settings
+from byok_operator.status import (
+    build_status,
+    fingerprints,
+    invalid_spec_status,
+    join_problems,
+    provider_status,
+)
 
 STATE_KEY = "state.json"
 ENCRYPTION_KEY_ID = f"{api.GROUP}/encryption-key-id"
@@ -192,7 +199,7 @@ class Reconciler:
         try:
             spec = parse_spec(dict(raw_spec), name=ref.name)
         except SpecError as exc:
-            return Outcome(_invalid_spec_status(ref, raw_status, str(exc), now))
+            return Outcome(invalid_spec_status(ref, raw_status, str(exc), now))
         record = await self.load(ref)
         try:
             if spec.mode is Mode.BYOK:
@@ -204,7 +211,7 @@ class Reconciler:
             return self._gateway_failure(ref, spec, record, raw_status, exc, now)
         except DecryptionError as exc:
             return Outcome(
-                _status(
+                build_status(
                     ref,
                     spec,
                     record.state,
@@ -269,17 +276,17 @@ class Reconciler:
         retry = self.deps.settings.retry_delay if any(e.retryable for e in errors) else None
         problems = _key_problem_audits(errors) if _keys_message_changed(raw_status, errors) else []
         if not servable:
-            status = _status(
+            status = build_status(
                 ref,
                 spec,
                 record.state,
                 raw_status,
-                _provider_status(spec, checks, committed),
+                provider_status(spec, checks, committed),
                 now,
                 ready=False,
                 errors=errors,
             )
-            return Outcome(status, problems, retry_after=retry, retry_message=_join(errors))
+            return Outcome(status, problems, retry_after=retry, retry_message=join_problems(errors))
 
         audits = problems
         rotated = [
@@ -312,7 +319,7 @@ class Reconciler:
         if not was_byok:
             audits.append(
                 AuditEvent(
-                    AuditAction.BYOK_ENABLED, f"BYOK enabled with {_fingerprints(committed)}."
+                    AuditAction.BYOK_ENABLED, f"BYOK enabled with {fingerprints(committed)}."
                 )
             )
         for provider in rotated:
@@ -325,18 +332,18 @@ class Reconciler:
                 )
             )
         wake = await self._revoke_due(ref, spec, record, rotate_request, now, audits)
-        status = _status(
+        status = build_status(
             ref,
             spec,
             record.state,
             raw_status,
-            _provider_status(spec, checks, committed),
+            provider_status(spec, checks, committed),
             now,
             ready=not errors,
             errors=errors,
         )
         return Outcome(
-            status, audits, retry_after=retry, retry_message=_join(errors), wake_after=wake
+            status, audits, retry_after=retry, retry_message=join_problems(errors), wake_after=wake
         )
 
     async def _check_providers(
@@ -457,7 +464,7 @@ class Reconciler:
                 )
             )
         spend = await self._spend(record.state)
-        status = _status(ref, spec, record.state, raw_status, [], now, ready=True, spend=spend)
+        status = build_status(ref, spec, record.state, raw_status, [], now, ready=True, spend=spend)
         return Outcome(status, audits, wake_after=wake)
 
     async def _spend(self, state: VaultState) -> str | None:
@@ -648,7 +655,7 @@ class Reconciler:
         exc: GatewayError,
         now: datetime,
     ) -> Outcome:
-        status = _status(
+        status = build_status(
             ref,
             spec,
             record.state,
@@ -719,14 +726,6 @@ def _replace_key(record: Record, key: KeyRecord) -> None:
     record.state = record.state.model_copy(update={"keys": keys})
 
 
-def _fingerprints(committed: Mapping[Provider, CommittedKey]) -> str:
-    return ", ".join(f"{p.value} {c.fingerprint}" for p, c in sorted(committed.items()))
-
-
-def _join(errors: list[KeyValidationError]) -> str:
-    return " ".join(e.message for e in errors)
-
-
 def _key_problem_audits(errors: list[KeyValidationError]) -> list[AuditEvent]:
     return [
         AuditEvent(AuditAction.BYOK_KEY_INVALID, e.message, warning=True, provider=e.provider.value)
@@ -738,7 +737,7 @@ def _key_problem_audits(errors: list[KeyValidationError]) -> list[AuditEvent]:
 def _keys_message_changed(raw_status: Mapping[str, Any], errors: list[KeyValidationError]) -> bool:
     """Warn once per distinct problem, not on every periodic pass."""
     previous = find(raw_status.get("conditions"), ConditionType.KEYS_VALID)
-    return previous is None or previous.get("message") != _join(errors)
+    return previous is None or previous.get("message") != join_problems(errors)
 
 
 def _validation_interval(raw_spec: Mapping[str, Any]) -> timedelta:
@@ -763,165 +762,3 @@ def _secret_missing(
             f"under that name, or point spec.providers.{provider.value}.secretRef.key at the right one."
         )
     return KeyValidationError(provider, Reason.SECRET_NOT_FOUND, message)
-
-
-def _provider_status(
-    spec: TenantSpec,
-    checks: Mapping[Provider, ProviderCheck],
-    committed: Mapping[Provider, CommittedKey],
-) -> list[dict[str, Any]]:
-    entries = []
-    for provider in spec.providers.configured():
-        check = checks.get(provider)
-        served = committed.get(provider)
-        entry: dict[str, Any] = {
-            "name": provider.value,
-            "valid": bool(check and check.error is None),
-            "keyFingerprint": served.fingerprint
-            if served
-            else (check.fingerprint if check else None),
-            "modelCount": len(served.models) if served else 0,
-            "models": list(served.models[:20]) if served else [],
-            "lastValidated": rfc3339(served.validated_at) if served else None,
-            "committedAt": rfc3339(served.committed_at) if served else None,
-            "error": {"reason": check.error.reason.value, "message": check.error.message}
-            if check and check.error
-            else None,
-        }
-        entries.append({k: v for k, v in entry.items() if v is not None})
-    return entries
-
-
-def _status(
-    ref: TenantRef,
-    spec: TenantSpec,
-    state: VaultState,
-    raw_status: Mapping[str, Any],
-    providers: list[dict[str, Any]],
-    now: datetime,
-    *,
-    ready: bool,
-    errors: list[KeyValidationError] | None = None,
-    reason: Reason | None = None,
-    message: str | None = None,
-    spend: str | None = None,
-    gateway_ok: bool = True,
-) -> dict[str, Any]:
-    errors = errors or []
-    live = state.live()
-    effective = live.mode if live else None
-    in_sync = effective is spec.mode
-    conditions = [
-        _keys_condition(spec, state, errors),
-        Condition(
-            ConditionType.GATEWAY_READY,
-            "True" if gateway_ok and live else "False",
-            Reason.PROVISIONED if gateway_ok and live else (reason or Reason.RECONCILING),
-            "The tenant's virtual key and deployments are live in the gateway."
-            if gateway_ok and live
-            else (message or "No virtual key has been issued yet."),
-        ),
-        _rotation_condition(spec, state, now),
-    ]
-    ok = ready and gateway_ok and in_sync and not errors
-    if ok:
-        ready_cond = Condition(
-            ConditionType.READY,
-            "True",
-            Reason.READY,
-            f"{spec.mode.value} mode is in effect; agents use Secret {gateway_secret_name(ref.name)}.",
-        )
-    else:
-        first = errors[0] if errors else None
-        why = reason or (first.reason if first else Reason.RECONCILING)
-        text = message or _join(errors) or f"Switching to {spec.mode.value} mode."
-        if live is not None:
-            text += f" Agents keep working: still serving the {live.mode.value} virtual key {live.alias}"
-            if live.mode is Mode.BYOK and state.committed:
-                text += f" with {_fingerprints(state.committed)}"
-            text += "."
-        ready_cond = Condition(ConditionType.READY, "False", why, text)
-    conditions.append(ready_cond)
-    byok = effective is Mode.BYOK or (effective is None and spec.mode is Mode.BYOK)
-    status: dict[str, Any] = {
-        "observedGeneration": ref.generation,
-        "mode": effective.value if effective else None,
-        "costTracking": "BYOK" if byok else "Platform",
-        "spend": "N/A" if byok else (spend or raw_status.get("spend") or "$0.00"),
-        "budget": "N/A" if byok else budget_display(spec),
-        "enabledSince": rfc3339(state.enabled_since) if state.enabled_since else None,
-        "providers": providers,
-        "providerNames": ",".join(p["name"] for p in providers) or ("platform" if not byok else ""),
-        "virtualKey": {
-            "alias": live.alias,
-            "tokenHash": live.token,
-            "secretName": gateway_secret_name(ref.name),
-            "issuedAt": rfc3339(live.issued_at) if live.issued_at else None,
-        }
-        if live
-        else None,
-        "conditions": merge_conditions(
-            raw_status.get("conditions"), conditions, generation=ref.generation, now=now
-        ),
-    }
-    return status
-
-
-def _keys_condition(
-    spec: TenantSpec, state: VaultState, errors: list[KeyValidationError]
-) -> Condition:
-    if spec.mode is Mode.PLATFORM:
-        return Condition(
-            ConditionType.KEYS_VALID,
-            "True",
-            Reason.NOT_APPLICABLE,
-            "Platform mode uses the platform's provider keys.",
-        )
-    if errors:
-        return Condition(ConditionType.KEYS_VALID, "False", errors[0].reason, _join(errors))
-    return Condition(
-        ConditionType.KEYS_VALID,
-        "True",
-        Reason.KEYS_VALID,
-        f"Validated with the providers: {_fingerprints(state.committed)}.",
-    )
-
-
-def _rotation_condition(spec: TenantSpec, state: VaultState, now: datetime) -> Condition:
-    if spec.mode is Mode.PLATFORM or not state.committed:
-        return Condition(
-            ConditionType.ROTATION_DUE,
-            "False",
-            Reason.NOT_APPLICABLE,
-            "No tenant key is committed.",
-        )
-    old = [c for c in state.committed.values() if now - c.committed_at >= spec.rotation.max_key_age]
-    if old:
-        names = ", ".join(
-            f"{c.provider.value} ({c.fingerprint}, committed {rfc3339(c.committed_at)})"
-            for c in old
-        )
-        return Condition(
-            ConditionType.ROTATION_DUE,
-            "True",
-            Reason.KEY_TOO_OLD,
-            f"Older than spec.rotation.maxKeyAge: {names}. Put a new key in the referenced Secret.",
-        )
-    return Condition(
-        ConditionType.ROTATION_DUE,
-        "False",
-        Reason.KEY_FRESH,
-        "Every committed key is younger than spec.rotation.maxKeyAge.",
-    )
-
-
-def _invalid_spec_status(
-    ref: TenantRef, raw_status: Mapping[str, Any], message: str, now: datetime
-) -> dict[str, Any]:
-    cond = Condition(ConditionType.READY, "False", Reason.INVALID_SPEC, message)
-    return {
-        "observedGeneration": ref.generation,
-        "conditions": merge_conditions(
-            raw_status.get("conditions"), [cond], generation=ref.generation, now=now
-        ),
-    }

@@ -1,0 +1,205 @@
+"""What ``kubectl get tlc`` and ``kubectl describe`` show: the status subresource, built
+from the reconciler's findings. Pure functions; the conditions follow the Kubernetes API
+conventions (see ``conditions``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from byok_operator.api import ConditionType, Mode, Provider, Reason
+from byok_operator.conditions import Condition, merge_conditions, rfc3339
+from byok_operator.models import TenantSpec
+from byok_operator.reconcile import (
+    CommittedKey,
+    TenantRef,
+    VaultState,
+    budget_display,
+    gateway_secret_name,
+)
+
+
+class Problem(Protocol):
+    """A key problem to report (``providers.KeyValidationError`` is one)."""
+
+    provider: Provider
+    reason: Reason
+    message: str
+
+
+class Checked(Protocol):
+    """What one provider's check found this pass."""
+
+    @property
+    def fingerprint(self) -> str | None: ...
+
+    @property
+    def error(self) -> Problem | None: ...
+
+
+def fingerprints(committed: Mapping[Provider, CommittedKey]) -> str:
+    return ", ".join(f"{p.value} {c.fingerprint}" for p, c in sorted(committed.items()))
+
+
+def join_problems(errors: Sequence[Problem]) -> str:
+    return " ".join(e.message for e in errors)
+
+
+def provider_status(
+    spec: TenantSpec,
+    checks: Mapping[Provider, Checked],
+    committed: Mapping[Provider, CommittedKey],
+) -> list[dict[str, Any]]:
+    entries = []
+    for provider in spec.providers.configured():
+        check = checks.get(provider)
+        served = committed.get(provider)
+        entry: dict[str, Any] = {
+            "name": provider.value,
+            "valid": bool(check and check.error is None),
+            "keyFingerprint": served.fingerprint
+            if served
+            else (check.fingerprint if check else None),
+            "modelCount": len(served.models) if served else 0,
+            "models": list(served.models[:20]) if served else [],
+            "lastValidated": rfc3339(served.validated_at) if served else None,
+            "committedAt": rfc3339(served.committed_at) if served else None,
+            "error": {"reason": check.error.reason.value, "message": check.error.message}
+            if check and check.error
+            else None,
+        }
+        entries.append({k: v for k, v in entry.items() if v is not None})
+    return entries
+
+
+def build_status(
+    ref: TenantRef,
+    spec: TenantSpec,
+    state: VaultState,
+    raw_status: Mapping[str, Any],
+    providers: list[dict[str, Any]],
+    now: datetime,
+    *,
+    ready: bool,
+    errors: Sequence[Problem] = (),
+    reason: Reason | None = None,
+    message: str | None = None,
+    spend: str | None = None,
+    gateway_ok: bool = True,
+) -> dict[str, Any]:
+    live = state.live()
+    effective = live.mode if live else None
+    in_sync = effective is spec.mode
+    conditions = [
+        keys_condition(spec, state, errors),
+        Condition(
+            ConditionType.GATEWAY_READY,
+            "True" if gateway_ok and live else "False",
+            Reason.PROVISIONED if gateway_ok and live else (reason or Reason.RECONCILING),
+            "The tenant's virtual key and deployments are live in the gateway."
+            if gateway_ok and live
+            else (message or "No virtual key has been issued yet."),
+        ),
+        rotation_condition(spec, state, now),
+    ]
+    ok = ready and gateway_ok and in_sync and not errors
+    if ok:
+        ready_cond = Condition(
+            ConditionType.READY,
+            "True",
+            Reason.READY,
+            f"{spec.mode.value} mode is in effect; agents use Secret {gateway_secret_name(ref.name)}.",
+        )
+    else:
+        first = errors[0] if errors else None
+        why = reason or (first.reason if first else Reason.RECONCILING)
+        text = message or join_problems(errors) or f"Switching to {spec.mode.value} mode."
+        if live is not None:
+            text += f" Agents keep working: still serving the {live.mode.value} virtual key {live.alias}"
+            if live.mode is Mode.BYOK and state.committed:
+                text += f" with {fingerprints(state.committed)}"
+            text += "."
+        ready_cond = Condition(ConditionType.READY, "False", why, text)
+    conditions.append(ready_cond)
+    byok = effective is Mode.BYOK or (effective is None and spec.mode is Mode.BYOK)
+    status: dict[str, Any] = {
+        "observedGeneration": ref.generation,
+        "mode": effective.value if effective else None,
+        "costTracking": "BYOK" if byok else "Platform",
+        "spend": "N/A" if byok else (spend or raw_status.get("spend") or "$0.00"),
+        "budget": "N/A" if byok else budget_display(spec),
+        "enabledSince": rfc3339(state.enabled_since) if state.enabled_since else None,
+        "providers": providers,
+        "providerNames": ",".join(p["name"] for p in providers) or ("platform" if not byok else ""),
+        "virtualKey": {
+            "alias": live.alias,
+            "tokenHash": live.token,
+            "secretName": gateway_secret_name(ref.name),
+            "issuedAt": rfc3339(live.issued_at) if live.issued_at else None,
+        }
+        if live
+        else None,
+        "conditions": merge_conditions(
+            raw_status.get("conditions"), conditions, generation=ref.generation, now=now
+        ),
+    }
+    return status
+
+
+def keys_condition(spec: TenantSpec, state: VaultState, errors: Sequence[Problem]) -> Condition:
+    if spec.mode is Mode.PLATFORM:
+        return Condition(
+            ConditionType.KEYS_VALID,
+            "True",
+            Reason.NOT_APPLICABLE,
+            "Platform mode uses the platform's provider keys.",
+        )
+    if errors:
+        return Condition(ConditionType.KEYS_VALID, "False", errors[0].reason, join_problems(errors))
+    return Condition(
+        ConditionType.KEYS_VALID,
+        "True",
+        Reason.KEYS_VALID,
+        f"Validated with the providers: {fingerprints(state.committed)}.",
+    )
+
+
+def rotation_condition(spec: TenantSpec, state: VaultState, now: datetime) -> Condition:
+    if spec.mode is Mode.PLATFORM or not state.committed:
+        return Condition(
+            ConditionType.ROTATION_DUE,
+            "False",
+            Reason.NOT_APPLICABLE,
+            "No tenant key is committed.",
+        )
+    old = [c for c in state.committed.values() if now - c.committed_at >= spec.rotation.max_key_age]
+    if old:
+        names = ", ".join(
+            f"{c.provider.value} ({c.fingerprint}, committed {rfc3339(c.committed_at)})"
+            for c in old
+        )
+        return Condition(
+            ConditionType.ROTATION_DUE,
+            "True",
+            Reason.KEY_TOO_OLD,
+            f"Older than spec.rotation.maxKeyAge: {names}. Put a new key in the referenced Secret.",
+        )
+    return Condition(
+        ConditionType.ROTATION_DUE,
+        "False",
+        Reason.KEY_FRESH,
+        "Every committed key is younger than spec.rotation.maxKeyAge.",
+    )
+
+
+def invalid_spec_status(
+    ref: TenantRef, raw_status: Mapping[str, Any], message: str, now: datetime
+) -> dict[str, Any]:
+    cond = Condition(ConditionType.READY, "False", Reason.INVALID_SPEC, message)
+    return {
+        "observedGeneration": ref.generation,
+        "conditions": merge_conditions(
+            raw_status.get("conditions"), [cond], generation=ref.generation, now=now
+        ),
+    }
