@@ -66,7 +66,13 @@ from harness.cluster import (  # noqa: E402
     stop_cluster,
 )
 from harness.e2e import Tenants, condition_of  # noqa: E402
-from harness.litellm import LiteLLMTestbed, external_testbed, start_testbed, stop_testbed  # noqa: E402
+from harness.litellm import (  # noqa: E402
+    LiteLLMTestbed,
+    external_testbed,
+    parse_env_lines,
+    start_testbed,
+    stop_testbed,
+)
 from harness.litellm_fixtures import DEFAULT_CONFIG, PLATFORM_MODEL  # noqa: E402
 from harness.operator import (  # noqa: E402
     OPERATOR_NAMESPACE,
@@ -893,8 +899,10 @@ def stop_everything(state: Path, out: Transcript, *, quiet: bool = False) -> Non
         stopped.append(f"operator (pid {pid})")
     if external_testbed() is None and (state / "litellm").exists():
         try:
+            running = litellm_running(state / "litellm")
             stop_testbed(state / "litellm")
-            stopped.append("LiteLLM test bed")
+            if running:
+                stopped.append("LiteLLM test bed")
         except Exception as exc:
             out.say(f"could not stop LiteLLM: {exc}")
     pid = owned_stub_pid(state)
@@ -908,6 +916,14 @@ def stop_everything(state: Path, out: Transcript, *, quiet: bool = False) -> Non
         out.say("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
     elif stopped:
         out.say("stopped what an earlier --keep run left in this state dir: " + ", ".join(stopped))
+
+
+def litellm_running(state: Path) -> bool:
+    """Whether a process the test bed recorded is alive (`down` checks them properly)."""
+    pids_file = state / "testbed.pids"
+    values = parse_env_lines(pids_file.read_text()) if pids_file.exists() else {}
+    pids = [values.get(name, "") for name in ("LITELLM_PID", "POSTGRES_PID", "QE_PID")]
+    return any(pid.isdigit() and Path(f"/proc/{pid}").exists() for pid in pids)
 
 
 def print_keep_instructions(demo: Demo) -> None:
@@ -942,10 +958,13 @@ def main(argv: list[str] | None = None) -> int:
         stop_everything(state, Transcript())
         return 0
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    # Ctrl-C and SIGTERM both end the story and stop everything (a shell that started this in
+    # the background may have left SIGINT ignored: take it back).
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     demo = Demo(state, keep=args.keep)
     started = time.monotonic()
     problem = ""
@@ -961,8 +980,11 @@ def main(argv: list[str] | None = None) -> int:
         problem = f"{type(exc).__name__}: {exc}"
         demo.out.say(traceback.format_exc())
     finally:
+        # Shutting down takes a few seconds and must not be cut short half-way.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         keep = args.keep and not interrupted
-        with demo.phase("Shut down" if not keep else "Leave running"):
+        with demo.phase("Leave running" if keep else "Shut down"):
             if keep:
                 print_keep_instructions(demo)
             else:

@@ -532,12 +532,23 @@ def _access(cluster: Cluster, subject: str, checks: list[Check]) -> dict[Check, 
         )
     listing = {"apiVersion": "v1", "kind": "List", "items": reviews}
     out = cluster.kubectl("create", "-o", "json", "-f", "-", input=json.dumps(listing)).stdout
-    answers = json.loads(out)
-    items = answers["items"] if answers.get("kind") == "List" else [answers]
+    items = _json_stream(out)
     return {
         check: bool(item["status"].get("allowed"))
         for check, item in zip(checks, items, strict=True)
     }
+
+
+def _json_stream(text: str) -> list[dict[str, Any]]:
+    """kubectl prints one JSON document per created object, back to back."""
+    decoder, docs, index = json.JSONDecoder(), [], 0
+    while index < len(text):
+        if text[index].isspace():
+            index += 1
+            continue
+        doc, index = decoder.raw_decode(text, index)
+        docs.append(doc)
+    return docs
 
 
 def _assert_access(

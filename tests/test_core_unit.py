@@ -119,11 +119,11 @@ def test_commit_replaces_on_a_validated_new_key_and_keeps_commit_time_for_the_sa
     previous = {Provider.OPENAI: _committed("sha256:old", T0)}
     later = T0 + timedelta(days=1)
     same = commit_keys(
-        {Provider.OPENAI: None}, previous, {Provider.OPENAI: ("sha256:old", ())}, later
+        {Provider.OPENAI: None}, previous, {Provider.OPENAI: ("sha256:old", (), later)}, later
     )
     assert same[Provider.OPENAI].committed_at == T0
     new = commit_keys(
-        {Provider.OPENAI: None}, previous, {Provider.OPENAI: ("sha256:new", ())}, later
+        {Provider.OPENAI: None}, previous, {Provider.OPENAI: ("sha256:new", (), later)}, later
     )
     assert (new[Provider.OPENAI].fingerprint, new[Provider.OPENAI].committed_at) == (
         "sha256:new",

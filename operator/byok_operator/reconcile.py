@@ -285,25 +285,25 @@ def budget_display(spec: TenantSpec) -> str:
 def commit_keys(
     configured: Mapping[Provider, object],
     previous: Mapping[Provider, CommittedKey],
-    fresh: Mapping[Provider, tuple[str, tuple[str, ...]]],
+    fresh: Mapping[Provider, tuple[str, tuple[str, ...], datetime]],
     now: datetime,
 ) -> dict[Provider, CommittedKey]:
     """Validate, then commit: a freshly validated key replaces the committed one; a provider
     whose new key failed keeps its last committed key; providers no longer configured go.
 
-    ``fresh`` maps provider -> (fingerprint, models) for keys that validated just now.
+    ``fresh`` maps provider -> (fingerprint, models, validated_at) for keys that passed.
     """
     committed: dict[Provider, CommittedKey] = {}
     for provider in configured:
         old = previous.get(provider)
         if provider in fresh:
-            fp, models = fresh[provider]
+            fp, models, validated_at = fresh[provider]
             since = old.committed_at if old is not None and old.fingerprint == fp else now
             committed[provider] = CommittedKey(
                 provider=provider,
                 fingerprint=fp,
                 committed_at=since,
-                validated_at=now,
+                validated_at=validated_at,
                 models=models,
             )
         elif old is not None:

@@ -87,12 +87,13 @@ def build_status(
     message: str | None = None,
     spend: str | None = None,
     gateway_ok: bool = True,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     live = state.live()
     effective = live.mode if live else None
     in_sync = effective is spec.mode
     conditions = [
-        keys_condition(spec, state, errors),
+        keys_condition(spec, state, errors, notes),
         Condition(
             ConditionType.GATEWAY_READY,
             "True" if gateway_ok and live else "False",
@@ -147,7 +148,9 @@ def build_status(
     return status
 
 
-def keys_condition(spec: TenantSpec, state: VaultState, errors: Sequence[Problem]) -> Condition:
+def keys_condition(
+    spec: TenantSpec, state: VaultState, errors: Sequence[Problem], notes: Sequence[str] = ()
+) -> Condition:
     if spec.mode is Mode.PLATFORM:
         return Condition(
             ConditionType.KEYS_VALID,
@@ -155,13 +158,15 @@ def keys_condition(spec: TenantSpec, state: VaultState, errors: Sequence[Problem
             Reason.NOT_APPLICABLE,
             "Platform mode uses the platform's provider keys.",
         )
+    advice = "".join(f" {note}" for note in notes)
     if errors:
-        return Condition(ConditionType.KEYS_VALID, "False", errors[0].reason, join_problems(errors))
+        message = join_problems(errors) + advice
+        return Condition(ConditionType.KEYS_VALID, "False", errors[0].reason, message)
     return Condition(
         ConditionType.KEYS_VALID,
         "True",
         Reason.KEYS_VALID,
-        f"Validated with the providers: {fingerprints(state.committed)}.",
+        f"Validated with the providers: {fingerprints(state.committed)}.{advice}",
     )
 
 

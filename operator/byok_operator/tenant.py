@@ -23,10 +23,10 @@ from byok_operator import api
 from byok_operator.api import AuditAction, ConditionType, Mode, Provider, Reason
 from byok_operator.audit import AuditEvent
 from byok_operator.conditions import find
-from byok_operator.crypto import DecryptionError, Vault
+from byok_operator.crypto import DecryptionError, Vault, fingerprint
 from byok_operator.gateway.litellm import GatewayError, KeySpec, LiteLLMGateway
-from byok_operator.kube import Kube
-from byok_operator.models import SpecError, TenantSpec, parse_duration, parse_spec
+from byok_operator.kube import Kube, SecretData
+from byok_operator.models import SpecError, TenantSpec, parse_spec
 from byok_operator.providers import KeyValidationError, KeyValidator
 from byok_operator.reconcile import (
     CommittedKey,
@@ -59,6 +59,7 @@ from byok_operator.status import (
 )
 
 STATE_KEY = "state.json"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 ENCRYPTION_KEY_ID = f"{api.GROUP}/encryption-key-id"
 
 
@@ -89,7 +90,9 @@ class ProviderCheck:
     fingerprint: str | None = None
     raw: str | None = field(default=None, repr=False)
     models: tuple[str, ...] = ()
+    validated_at: datetime | None = None
     error: KeyValidationError | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -108,7 +111,6 @@ class Reconciler:
         self.deps = deps
         self._locks: dict[str, asyncio.Lock] = {}
         self._last_run: dict[str, datetime] = {}
-        self._last_validation: dict[str, datetime] = {}
         self._wake_at: dict[str, datetime] = {}
 
     async def run(
@@ -117,17 +119,11 @@ class Reconciler:
         raw_spec: Mapping[str, Any],
         raw_status: Mapping[str, Any],
         rotate_request: str | None = None,
-        *,
-        revalidate: bool = False,
     ) -> Outcome:
         async with self._locks.setdefault(ref.uid, asyncio.Lock()):
-            outcome = await self.reconcile(
-                ref, raw_spec, raw_status, rotate_request, revalidate=revalidate
-            )
+            outcome = await self.reconcile(ref, raw_spec, raw_status, rotate_request)
         now = self.deps.clock()
         self._last_run[ref.uid] = now
-        if revalidate or ref.uid not in self._last_validation:
-            self._last_validation[ref.uid] = now
         if outcome.wake_after is not None:
             self._wake_at[ref.uid] = now + timedelta(seconds=outcome.wake_after)
         else:
@@ -141,23 +137,21 @@ class Reconciler:
         raw_status: Mapping[str, Any],
         rotate_request: str | None = None,
     ) -> Outcome | None:
-        """The periodic pass: run when a grace period ended, the repair interval passed (drift,
-        spend, unlabelled Secrets), or the validation interval passed (re-validate, no cache)."""
+        """The periodic pass: run when a grace period ended or the repair interval passed
+        (drift, spend, unlabelled Secrets; keys whose spec.validation.interval ran out are
+        re-validated with the provider in the same pass)."""
         now = self.deps.clock()
-        interval = _validation_interval(raw_spec)
-        last_validation = self._last_validation.get(ref.uid)
-        revalidate = last_validation is not None and now - last_validation >= interval
         last = self._last_run.get(ref.uid)
         wake = self._wake_at.get(ref.uid)
         repair_due = (
             last is None or (now - last).total_seconds() >= self.deps.settings.repair_interval
         )
-        if not (revalidate or repair_due or (wake is not None and wake <= now)):
+        if not (repair_due or (wake is not None and wake <= now)):
             return None
-        return await self.run(ref, raw_spec, raw_status, rotate_request, revalidate=revalidate)
+        return await self.run(ref, raw_spec, raw_status, rotate_request)
 
     def forget_tenant(self, uid: str) -> None:
-        for table in (self._locks, self._last_run, self._last_validation, self._wake_at):
+        for table in (self._locks, self._last_run, self._wake_at):
             table.pop(uid, None)
 
     # --- vault ---------------------------------------------------------------------------
@@ -192,8 +186,6 @@ class Reconciler:
         raw_spec: Mapping[str, Any],
         raw_status: Mapping[str, Any],
         rotate_request: str | None = None,
-        *,
-        revalidate: bool = False,
     ) -> Outcome:
         now = self.deps.clock()
         try:
@@ -203,9 +195,7 @@ class Reconciler:
         record = await self.load(ref)
         try:
             if spec.mode is Mode.BYOK:
-                return await self._byok(
-                    ref, spec, record, raw_status, rotate_request, now, revalidate
-                )
+                return await self._byok(ref, spec, record, raw_status, rotate_request, now)
             return await self._platform(ref, spec, record, raw_status, rotate_request, now)
         except GatewayError as exc:
             return self._gateway_failure(ref, spec, record, raw_status, exc, now)
@@ -256,18 +246,18 @@ class Reconciler:
         raw_status: Mapping[str, Any],
         rotate_request: str | None,
         now: datetime,
-        revalidate: bool,
     ) -> Outcome:
-        checks = await self._check_providers(ref, spec, revalidate)
+        checks = await self._check_providers(ref, spec, record.state, now)
         fresh = {p: c for p, c in checks.items() if c.error is None and c.fingerprint}
         previous = record.state.committed
         committed = commit_keys(
             spec.providers.configured(),
             previous,
-            {p: (c.fingerprint or "", c.models) for p, c in fresh.items()},
+            {p: (c.fingerprint or "", c.models, c.validated_at or now) for p, c in fresh.items()},
             now,
         )
         errors = [c.error for c in checks.values() if c.error is not None]
+        notes = [note for c in checks.values() for note in c.notes]
         live = record.state.live()
         serving_byok = live is not None and live.mode is Mode.BYOK
         servable = set(committed) == set(spec.providers.configured()) or (
@@ -285,6 +275,7 @@ class Reconciler:
                 now,
                 ready=False,
                 errors=errors,
+                notes=notes,
             )
             return Outcome(status, problems, retry_after=retry, retry_message=join_problems(errors))
 
@@ -312,7 +303,15 @@ class Reconciler:
         deployments = desired_deployments(
             ref, spec, committed, self.deps.settings.max_default_models
         )
-        await self._provision_byok(ref, record, committed, deployments)
+        repaired = await self._provision_byok(ref, record, committed, deployments)
+        if repaired and serving_byok:
+            audits.append(
+                AuditEvent(
+                    AuditAction.GATEWAY_REPAIRED,
+                    f"The gateway had lost {', '.join(repaired)}; rebuilt from the encrypted copies.",
+                    warning=True,
+                )
+            )
         shape = byok_key_shape(spec, deployments)
         was_byok = serving_byok
         audits += await self._ensure_key(ref, spec, record, shape, rotate_request, now)
@@ -341,41 +340,56 @@ class Reconciler:
             now,
             ready=not errors,
             errors=errors,
+            notes=notes,
         )
         return Outcome(
             status, audits, retry_after=retry, retry_message=join_problems(errors), wake_after=wake
         )
 
     async def _check_providers(
-        self, ref: TenantRef, spec: TenantSpec, revalidate: bool
+        self, ref: TenantRef, spec: TenantSpec, state: VaultState, now: datetime
     ) -> dict[Provider, ProviderCheck]:
+        """Read each referenced key; ask the provider only about a key that is new, or whose
+        last validation is older than spec.validation.interval."""
         checks: dict[Provider, ProviderCheck] = {}
         for provider, pspec in spec.providers.configured().items():
-            check = ProviderCheck(provider)
-            secret = await self.deps.kube.read_secret(ref.namespace, pspec.secret_ref.name)
-            raw = secret.data.get(pspec.secret_ref.key) if secret else None
-            if raw is None:
-                check.error = _secret_missing(
-                    provider,
-                    ref.namespace,
-                    pspec.secret_ref.name,
-                    pspec.secret_ref.key,
-                    secret is None,
+            where = pspec.secret_ref
+            secret = await self.deps.kube.read_secret(ref.namespace, where.name)
+            raw = secret.data.get(where.key) if secret else None
+            if secret is None or raw is None:
+                error = _secret_missing(
+                    provider, ref.namespace, where.name, where.key, secret is None
                 )
+                checks[provider] = ProviderCheck(provider, error=error)
+                continue
+            check = ProviderCheck(provider, raw=raw, notes=_secret_notes(secret, where.name))
+            known = state.committed.get(provider)
+            if (
+                known is not None
+                and known.fingerprint == fingerprint(raw)
+                and now - known.validated_at < spec.validation.interval
+                and set(pspec.models) <= set(known.models)
+            ):
+                check.fingerprint, check.models = known.fingerprint, known.models
+                check.validated_at = known.validated_at
             else:
-                try:
-                    validated = await self.deps.validator.validate(
-                        provider, raw, pspec.models, use_cache=not revalidate
-                    )
-                    check.raw, check.fingerprint, check.models = (
-                        raw,
-                        validated.fingerprint,
-                        validated.models,
-                    )
-                except KeyValidationError as exc:
-                    check.error = exc
+                await self._validate(check, pspec.models, revalidate=known is not None)
             checks[provider] = check
         return checks
+
+    async def _validate(
+        self, check: ProviderCheck, models: tuple[str, ...], revalidate: bool
+    ) -> None:
+        """Ask the provider (bypassing the validator's cache when re-validating a known key)."""
+        try:
+            validated = await self.deps.validator.validate(
+                check.provider, check.raw or "", models, use_cache=not revalidate
+            )
+        except KeyValidationError as exc:
+            check.error, check.fingerprint = exc, exc.fingerprint
+            return
+        check.fingerprint, check.models = validated.fingerprint, validated.models
+        check.validated_at = validated.validated_at
 
     async def _provision_byok(
         self,
@@ -383,29 +397,47 @@ class Reconciler:
         record: Record,
         committed: Mapping[Provider, CommittedKey],
         deployments: list[DesiredDeployment],
-    ) -> None:
+    ) -> list[str]:
+        """Credentials (always written: a key swap is live at once, and a credential changed
+        behind our back is put back), then deployments that are missing or differ.
+
+        Returns what the gateway was missing, for the repair event.
+        """
         base_urls = {
             Provider.OPENAI: self.deps.settings.openai_base_url,
             Provider.ANTHROPIC: self.deps.settings.anthropic_base_url,
         }
+        marker = {"tlc_uid": ref.uid}
+        have_creds = {c.name for c in await self.deps.gateway.list_credentials(match=marker)}
+        have_deps = {d.id: d for d in await self.deps.gateway.list_deployments(match=marker)}
+        missing = []
         for provider in committed:
+            name = credential_name(ref.uid, provider)
+            if name not in have_creds:
+                missing.append(f"credential {name}")
             raw = self.deps.vault.decrypt(record.tokens[f"provider.{provider.value}"])
             await self.deps.gateway.upsert_credential(
-                credential_name(ref.uid, provider),
-                provider,
-                raw,
-                api_base=base_urls[provider],
-                info=_markers(ref),
+                name, provider, raw, api_base=base_urls[provider], info=_markers(ref)
             )
-        for deployment in deployments:
+        for wanted in deployments:
+            current = have_deps.get(wanted.id)
+            if current is None:
+                missing.append(f"deployment {wanted.public_name}")
+            elif (current.model_name, current.litellm_model, current.credential_name) == (
+                wanted.public_name,
+                wanted.litellm_model,
+                wanted.credential,
+            ):
+                continue
             await self.deps.gateway.upsert_deployment(
-                deployment.id,
-                deployment.public_name,
-                deployment.litellm_model,
-                deployment.credential,
+                wanted.id,
+                wanted.public_name,
+                wanted.litellm_model,
+                wanted.credential,
                 info=_markers(ref),
             )
         await self._remove_byok_objects(ref, keep=deployments, providers=tuple(committed))
+        return missing
 
     async def _remove_byok_objects(
         self,
@@ -740,11 +772,20 @@ def _keys_message_changed(raw_status: Mapping[str, Any], errors: list[KeyValidat
     return previous is None or previous.get("message") != join_problems(errors)
 
 
-def _validation_interval(raw_spec: Mapping[str, Any]) -> timedelta:
-    try:
-        return parse_duration(str((raw_spec.get("validation") or {}).get("interval") or "6h"))
-    except ValueError:
-        return timedelta(hours=6)
+def _secret_notes(secret: SecretData, name: str) -> tuple[str, ...]:
+    """Advice on how a key Secret is kept (appended to KeysValid's message)."""
+    notes = []
+    if secret.labels.get(api.CREDENTIALS_LABEL) != "true":
+        notes.append(
+            f'Secret {name} is not labelled {api.CREDENTIALS_LABEL}="true": a new key in it is '
+            "noticed at the next periodic pass, not at once; add the label."
+        )
+    if LAST_APPLIED in secret.annotations:
+        notes.append(
+            f"Secret {name} carries the {LAST_APPLIED} annotation, a plain-text copy of its data "
+            "in metadata: recreate it with `kubectl create secret` or `kubectl apply --server-side`."
+        )
+    return tuple(notes)
 
 
 def _secret_missing(
