@@ -100,6 +100,10 @@ class DemoFailed(Exception):
     """A step did not do what the story says; the message says what happened instead."""
 
 
+def shorten(text: str, limit: int = 140) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def check(condition: object, message: str) -> None:
     if not condition:
         raise DemoFailed(message)
@@ -870,7 +874,7 @@ class Demo:
     def summary(self) -> bool:
         self.out.section("Summary")
         rows = [
-            (r.phase.split(".")[0], "ok" if r.ok else "FAILED", r.name, r.detail)
+            (r.phase.split(".")[0], "ok" if r.ok else "FAILED", r.name, shorten(r.detail))
             for r in self.results
         ]
         self.out.say(table(rows, ("#", "RESULT", "STEP", "DETAIL")))

@@ -181,6 +181,8 @@ VALUE_SETS = {
         "imagePullSecrets[0].name=regcred",
         "--set",
         "rbac.aggregateToDefaultRoles=false",
+        "--set",
+        "instanceId=cluster-eu-1",
     ],
 }
 
@@ -240,6 +242,10 @@ BAD_VALUES = {
     "repair-interval-too-short": (
         ["--set", "repairInterval=1"],
         "at '/repairInterval': minimum: got 1, want 5",
+    ),
+    "instance-id-not-a-label": (
+        ["--set", "instanceId=Cluster EU"],
+        "at '/instanceId': 'Cluster EU' does not match pattern",
     ),
     "pull-policy": (
         ["--set", "image.pullPolicy=Sometimes"],
@@ -311,13 +317,23 @@ def test_cluster_wide_rbac_separates_framework_and_application(helm: Helm) -> No
 def test_watch_namespaces_gives_namespaced_rbac(helm: Helm) -> None:
     objects = helm.objects("--set", f"watchNamespaces={{{','.join(WATCHED)}}}")
     roles = _operator_roles(objects)
-    cluster_roles = [r for r in roles if r["kind"] == "ClusterRole"]
-    # What stays cluster-wide is read-only and names no Secret, Event or TenantLLMConfig.
-    assert [r["metadata"]["name"] for r in cluster_roles] == ["byok-operator-framework"]
-    assert _grants(cluster_roles, "customresourcedefinitions") == {"list", "watch"}
-    assert _grants(cluster_roles, "namespaces") == {"list", "watch"}
-    cluster_resources = {res for rule in cluster_roles[0]["rules"] for res in rule["resources"]}
-    assert cluster_resources == {"customresourcedefinitions", "namespaces"}
+    cluster_roles = {r["metadata"]["name"]: r for r in roles if r["kind"] == "ClusterRole"}
+    # What stays cluster-wide is read-only: no Secret, no Event, no write of any kind.
+    assert set(cluster_roles) == {"byok-operator-framework", "byok-operator-sweep"}
+    framework, sweep = (
+        [cluster_roles["byok-operator-framework"]],
+        [cluster_roles["byok-operator-sweep"]],
+    )
+    assert _grants(framework, "customresourcedefinitions") == {"list", "watch"}
+    assert _grants(framework, "namespaces") == {"list", "watch"}
+    assert _grants(sweep, "tenantllmconfigs") == {"list"}
+    cluster_resources = {
+        res
+        for role in cluster_roles.values()
+        for rule in role["rules"]
+        for res in rule["resources"]
+    }
+    assert cluster_resources == {"customresourcedefinitions", "namespaces", "tenantllmconfigs"}
 
     def in_namespace(namespace: str) -> list[dict[str, Any]]:
         return [r for r in roles if r["metadata"].get("namespace") == namespace]
@@ -332,10 +348,10 @@ def test_watch_namespaces_gives_namespaced_rbac(helm: Helm) -> None:
         assert _grants(local, "tenantllmconfigs/status") == {"get", "patch"}
         assert _grants(local, "tenantllmconfigs/finalizers") == {"update"}
         assert _grants(local, "secrets") == {"get", "list", "watch", "create", "update", "delete"}
-    # The vault: by name only (no list, no watch), in the operator's namespace only.
+    # The vault: in the operator's namespace only, and not watched.
     vault = in_namespace(RELEASE_NAMESPACE)
     assert [r["metadata"]["name"] for r in vault] == ["byok-operator-vault"]
-    assert _grants(vault, "secrets") == {"get", "create", "update", "delete"}
+    assert _grants(vault, "secrets") == {"get", "list", "create", "update", "delete"}
     args = _by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert [a for a in args if a.startswith("--namespace=")] == [
         f"--namespace={ns}" for ns in WATCHED
@@ -411,6 +427,7 @@ def test_deployment_is_hardened_and_configured(helm: Helm) -> None:
         "BYOK_REPAIR_INTERVAL": "60",
         "OPENAI_BASE_URL": "http://egress:3128/openai/v1",
         "ANTHROPIC_BASE_URL": "http://egress:3128/anthropic",
+        "BYOK_INSTANCE_ID": "cluster-eu-1",
         "BYOK_VALIDATION_TIMEOUT": "5",
     }
     assert container["args"] == ["run", "--liveness=http://0.0.0.0:8080/healthz"]
@@ -419,6 +436,7 @@ def test_deployment_is_hardened_and_configured(helm: Helm) -> None:
     assert default_env["BYOK_GATEWAY_PUBLIC_URL"] == default_env["LITELLM_URL"]
     assert "OPENAI_BASE_URL" not in default_env
     assert "ANTHROPIC_BASE_URL" not in default_env
+    assert "BYOK_INSTANCE_ID" not in default_env
 
 
 def test_generated_encryption_key_is_a_valid_fernet_key(helm: Helm) -> None:
@@ -708,6 +726,7 @@ NEVER = [
 ]
 VAULT_NEEDS = [
     ("get", "secrets"),
+    ("list", "secrets"),
     ("create", "secrets"),
     ("update", "secrets"),
     ("delete", "secrets"),
@@ -742,10 +761,15 @@ def test_operator_permissions_with_watch_namespaces(
     allowed: list[Check] = [(verb, resource, "tenant-a") for verb, resource in TENANT_NEEDS]
     allowed += [(verb, resource, namespace) for verb, resource in VAULT_NEEDS]
     allowed += [("list", "namespaces", None), ("watch", "namespaces", None)]
+    sweep = ("list", TLC)  # the orphan sweep's cluster-wide listing
+    allowed += [(*sweep, "tenant-b"), (*sweep, None)]
     denied: list[Check] = [
-        (verb, resource, where) for verb, resource in TENANT_NEEDS for where in ("tenant-b", None)
+        (verb, resource, where)
+        for verb, resource in TENANT_NEEDS
+        if (verb, resource) != sweep
+        for where in ("tenant-b", None)
     ]
-    denied += [(verb, "secrets", namespace) for verb in ("list", "watch")]
+    denied += [("watch", "secrets", namespace)]
     denied += [("get", "secrets", "kube-system")]
     denied += [(verb, resource, "tenant-a") for verb, resource in NEVER]
     _assert_access(cluster, release.service_account, allowed, denied)

@@ -24,7 +24,8 @@ from cryptography.fernet import Fernet
 from byok_operator import api
 from byok_operator.cli import kubectl_byok
 from byok_operator.cli.kubectl_byok import human_duration, status_row
-from byok_operator.crypto import fingerprint
+from byok_operator.crypto import Vault, fingerprint
+from byok_operator.tenant import ENCRYPTION_KEY_ID
 from harness.cluster import Cluster
 
 CANARY_OPENAI = "sk-canary-openai-" + "x" * 40
@@ -44,7 +45,7 @@ def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, A
         "status": status,
         "reason": reason,
         "message": message,
-        "lastTransitionTime": _rfc3339(datetime.now(UTC) - timedelta(minutes=5)),
+        "lastTransitionTime": _rfc3339(datetime.now(UTC) - timedelta(minutes=20)),
         "observedGeneration": 1,
     }
 
@@ -57,7 +58,14 @@ ACME_STATUS: dict[str, Any] = {
     "budget": "N/A",
     "providerNames": "openai,anthropic",
     "providers": [
-        {"name": "openai", "valid": True, "keyFingerprint": ACME_FP, "modelCount": 2},
+        {
+            "name": "openai",
+            "valid": True,
+            "keyFingerprint": ACME_FP,
+            "modelCount": 2,
+            "lastValidated": _rfc3339(datetime.now(UTC) - timedelta(minutes=45)),
+            "committedAt": _rfc3339(datetime.now(UTC) - timedelta(days=12)),
+        },
         {
             "name": "anthropic",
             "valid": False,
@@ -246,6 +254,10 @@ def test_keygen_prints_only_a_fernet_key_on_stdout(capsys: pytest.CaptureFixture
     assert "byok-system/byok-operator-encryption" in first.err
     assert "FIRST" in first.err
     assert "rollout restart deployment/byok-operator" in first.err
+    # The hint's check works: the vault's key id is the plugin's fingerprint of the key.
+    assert kubectl_byok.ENCRYPTION_KEY_ID_ANNOTATION == ENCRYPTION_KEY_ID
+    assert Vault.from_text(key, source="test").primary_id == fingerprint(key)
+    assert 'printf %s "$NEW" | kubectl byok fingerprint' in first.err
     assert kubectl_byok.main(["keygen", "--operator-namespace", "ops"]) == 0
     second = capsys.readouterr()
     assert second.out.strip() != key
@@ -332,8 +344,9 @@ def test_status_of_one_tenant_shows_conditions_and_keys(
     code, out, _ = _plugin(capsys, cluster, "status", "acme", "-n", tenants)
     assert code == 0
     assert [row["NAME"] for row in _table(out.split("\n\n")[0])] == ["acme"]
-    assert "  KeysValid=False (InvalidKey, 5m): Anthropic refused the key (401)." in out
-    assert f"  anthropic: {ACME_ANTHROPIC_FP}, not valid, 0 models" in out
+    assert "  KeysValid=False (InvalidKey, 20m): Anthropic refused the key (401)." in out, out
+    assert f"  openai: {ACME_FP}, valid, 2 models, validated 45m ago, live for 12d" in out
+    assert f"  anthropic: {ACME_ANTHROPIC_FP}, not valid, 0 models\n" in out
     assert "    InvalidKey: Anthropic refused the key (401)." in out
     assert "Virtual key: byok-acme-vk-1 (hash a1b2c3)" in out
     assert "Secret acme-llm-gateway." in out

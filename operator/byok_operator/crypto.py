@@ -76,6 +76,14 @@ class Vault:
                 "or re-apply the tenant's provider Secret so the operator stores a fresh copy."
             ) from None
 
+    def opens(self, token: str) -> bool:
+        """Whether any configured key decrypts ``token``."""
+        try:
+            MultiFernet(list(self.keys)).decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
+
     def is_current(self, token: str) -> bool:
         """Whether ``token`` is already encrypted with the newest key."""
         try:

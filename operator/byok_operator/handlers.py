@@ -7,6 +7,7 @@ Kubernetes Events, audit log lines and kopf retries.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +20,7 @@ from byok_operator import api
 from byok_operator.audit import AuditEvent, audit_record, log_audit
 from byok_operator.gateway.litellm import LiteLLMGateway
 from byok_operator.kube import Kube, load_vault
+from byok_operator.maintenance import Maintenance
 from byok_operator.providers import KeyValidator
 from byok_operator.reconcile import TenantRef
 from byok_operator.settings import Settings
@@ -62,6 +64,9 @@ async def startup(
         )
     )
     memo.settings = config
+    memo.maintenance = asyncio.create_task(
+        Maintenance(memo.reconciler).run_forever(config.repair_interval), name="byok-maintenance"
+    )
     logger.info(
         "byok-operator started: gateway %s, operator namespace %s",
         config.litellm_url,
@@ -71,6 +76,9 @@ async def startup(
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = memo.get("maintenance")
+    if task is not None:
+        task.cancel()
     reconciler: Reconciler | None = memo.get("reconciler")
     if reconciler is not None:
         await reconciler.deps.gateway.aclose()

@@ -44,6 +44,7 @@ class Settings:
     repair_interval: float
     spend_interval: float
     retry_delay: float
+    instance_id: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,4 +82,5 @@ class Settings:
             repair_interval=_seconds(env, "BYOK_REPAIR_INTERVAL", 60),
             spend_interval=_seconds(env, "BYOK_SPEND_INTERVAL", 60),
             retry_delay=_seconds(env, "BYOK_RETRY_DELAY", 30),
+            instance_id=env.get("BYOK_INSTANCE_ID") or "default",
         )

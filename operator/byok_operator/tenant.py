@@ -56,6 +56,7 @@ from byok_operator.status import (
     invalid_spec_status,
     join_problems,
     provider_status,
+    rotation_condition,
 )
 
 STATE_KEY = "state.json"
@@ -120,7 +121,7 @@ class Reconciler:
         raw_status: Mapping[str, Any],
         rotate_request: str | None = None,
     ) -> Outcome:
-        async with self._locks.setdefault(ref.uid, asyncio.Lock()):
+        async with self.lock(ref.uid):
             outcome = await self.reconcile(ref, raw_spec, raw_status, rotate_request)
         now = self.deps.clock()
         self._last_run[ref.uid] = now
@@ -149,6 +150,10 @@ class Reconciler:
         if not (repair_due or (wake is not None and wake <= now)):
             return None
         return await self.run(ref, raw_spec, raw_status, rotate_request)
+
+    def lock(self, uid: str) -> asyncio.Lock:
+        """The lock that serializes all work on one tenant (reconcile, delete, rewrap)."""
+        return self._locks.setdefault(uid, asyncio.Lock())
 
     def forget_tenant(self, uid: str) -> None:
         for table in (self._locks, self._last_run, self._wake_at):
@@ -216,7 +221,7 @@ class Reconciler:
 
     async def delete(self, ref: TenantRef) -> list[AuditEvent]:
         """Remove everything the tenant has in the gateway, then its vault and gateway Secrets."""
-        async with self._locks.setdefault(ref.uid, asyncio.Lock()):
+        async with self.lock(ref.uid):
             record = await self.load(ref)
             await self._delete_everything(ref, record)
         self.forget_tenant(ref.uid)
@@ -289,7 +294,7 @@ class Reconciler:
             if provider in fresh and (
                 provider not in previous
                 or provider in rotated
-                or f"provider.{provider.value}" not in record.tokens
+                or not self.deps.vault.opens(record.tokens.get(f"provider.{provider.value}", ""))
             ):
                 record.tokens[f"provider.{provider.value}"] = self.deps.vault.encrypt(
                     fresh[provider].raw or ""
@@ -331,6 +336,7 @@ class Reconciler:
                 )
             )
         wake = await self._revoke_due(ref, spec, record, rotate_request, now, audits)
+        audits += _rotation_due_audits(spec, record.state, raw_status, now)
         status = build_status(
             ref,
             spec,
@@ -417,7 +423,11 @@ class Reconciler:
                 missing.append(f"credential {name}")
             raw = self.deps.vault.decrypt(record.tokens[f"provider.{provider.value}"])
             await self.deps.gateway.upsert_credential(
-                name, provider, raw, api_base=base_urls[provider], info=_markers(ref)
+                name,
+                provider,
+                raw,
+                api_base=base_urls[provider],
+                info=_markers(ref, self.deps.settings.instance_id),
             )
         for wanted in deployments:
             current = have_deps.get(wanted.id)
@@ -434,7 +444,7 @@ class Reconciler:
                 wanted.public_name,
                 wanted.litellm_model,
                 wanted.credential,
-                info=_markers(ref),
+                info=_markers(ref, self.deps.settings.instance_id),
             )
         await self._remove_byok_objects(ref, keep=deployments, providers=tuple(committed))
         return missing
@@ -524,6 +534,12 @@ class Reconciler:
             rotate_request=rotate_request,
             max_age=spec.rotation.virtual_key_max_age,
         )
+        live = record.state.live()
+        if live is not None and not self.deps.vault.opens(
+            record.tokens.get(f"vk.{live.alias}", "")
+        ):
+            reason = "the stored copy of the live virtual key cannot be decrypted"
+            return await self._issue_key(ref, spec, record, shape, rotate_request, reason, now)
         if plan.issue:
             return await self._issue_key(ref, spec, record, shape, rotate_request, plan.reason, now)
         live = record.state.live()
@@ -532,7 +548,9 @@ class Reconciler:
         audits: list[AuditEvent] = []
         info = await self.deps.gateway.key_info(live.token or value)
         if info is None:
-            issued = await self.deps.gateway.generate_key(_key_spec(ref, live.alias, value, shape))
+            issued = await self.deps.gateway.generate_key(
+                _key_spec(ref, live.alias, value, shape, self.deps.settings.instance_id)
+            )
             _replace_key(
                 record, live.model_copy(update={"token": issued.token, "shape": shape.digest()})
             )
@@ -545,7 +563,8 @@ class Reconciler:
             )
         elif plan.update_live:
             await self.deps.gateway.update_key(
-                live.token or value, _key_spec(ref, live.alias, value, shape)
+                live.token or value,
+                _key_spec(ref, live.alias, value, shape, self.deps.settings.instance_id),
             )
             _replace_key(record, live.model_copy(update={"shape": shape.digest()}))
             await self.save(ref, record)
@@ -564,7 +583,9 @@ class Reconciler:
     ) -> list[AuditEvent]:
         pending = record.state.pending()
         if pending is not None and (
-            pending.shape != shape.digest() or pending.mode is not shape.mode
+            pending.shape != shape.digest()
+            or pending.mode is not shape.mode
+            or not self.deps.vault.opens(record.tokens.get(f"vk.{pending.alias}", ""))
         ):
             await self._delete_keys_of(ref, [pending])
             record.state = forget(record.state, [pending.alias])
@@ -589,7 +610,9 @@ class Reconciler:
             existing.token
             if existing
             else (
-                await self.deps.gateway.generate_key(_key_spec(ref, pending.alias, value, shape))
+                await self.deps.gateway.generate_key(
+                    _key_spec(ref, pending.alias, value, shape, self.deps.settings.instance_id)
+                )
             ).token
         )
         _replace_key(record, pending.model_copy(update={"token": token, "issued_at": now}))
@@ -717,10 +740,12 @@ def _labels(ref: TenantRef) -> dict[str, str]:
     }
 
 
-def _markers(ref: TenantRef) -> dict[str, str]:
-    """Metadata on every gateway object, so sweeps can tell ours (and whose) apart."""
+def _markers(ref: TenantRef, instance: str) -> dict[str, str]:
+    """Metadata on every gateway object, so sweeps can tell ours (and whose) apart; the
+    instance id keeps operators of several clusters sharing one gateway off each other's."""
     return {
         "managed_by": api.MANAGER,
+        "instance": instance,
         "tlc_uid": ref.uid,
         "tlc_namespace": ref.namespace,
         "tlc_name": ref.name,
@@ -739,13 +764,13 @@ def _owner(ref: TenantRef) -> dict[str, Any]:
     }
 
 
-def _key_spec(ref: TenantRef, alias: str, value: str, shape: KeyShape) -> KeySpec:
+def _key_spec(ref: TenantRef, alias: str, value: str, shape: KeyShape, instance: str) -> KeySpec:
     return KeySpec(
         alias=alias,
         key=value,
         models=list(shape.models),
         aliases=dict(shape.aliases),
-        metadata={**_markers(ref), "mode": shape.mode.value},
+        metadata={**_markers(ref, instance), "mode": shape.mode.value},
         max_budget=float(shape.max_budget) if shape.max_budget is not None else None,
         budget_duration=shape.budget_duration,
         model_rpm_limit=dict(shape.model_rpm_limit) or None,
@@ -764,6 +789,17 @@ def _key_problem_audits(errors: list[KeyValidationError]) -> list[AuditEvent]:
         for e in errors
         if e.reason in (Reason.INVALID_KEY, Reason.INVALID_FORMAT, Reason.MODELS_NOT_AVAILABLE)
     ]
+
+
+def _rotation_due_audits(
+    spec: TenantSpec, state: VaultState, raw_status: Mapping[str, Any], now: datetime
+) -> list[AuditEvent]:
+    """One Warning when RotationDue turns True, not one per pass."""
+    due = rotation_condition(spec, state, now)
+    previous = find(raw_status.get("conditions"), ConditionType.ROTATION_DUE)
+    if due.status != "True" or (previous is not None and previous.get("status") == "True"):
+        return []
+    return [AuditEvent(AuditAction.BYOK_ROTATION_DUE, due.message, warning=True)]
 
 
 def _keys_message_changed(raw_status: Mapping[str, Any], errors: list[KeyValidationError]) -> bool:

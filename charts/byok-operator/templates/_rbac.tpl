@@ -52,9 +52,20 @@ code uses; no wildcards; subresources listed explicitly.
 
 {{- /* Application, the operator's own namespace: its vault and encryption keys. */ -}}
 {{- define "byok.rules.vault" -}}
-# tlc-vault-<uid> Secrets (Fernet-encrypted copies of committed keys) are read, written and
-# deleted by name; the encryption-key Secret is read at startup. No list or watch.
+# tlc-vault-<uid> Secrets (Fernet-encrypted copies of committed keys): read, written and
+# deleted by name, and listed by label for the rewrap and the orphan sweep. The
+# encryption-key Secret is read at startup and on every maintenance pass. No watch.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create, update, delete]
+  verbs: [get, list, create, update, delete]
+{{- end -}}
+
+{{- /* Application, namespaced mode: the orphan sweep's view of every tenant. */ -}}
+{{- define "byok.rules.sweep" -}}
+# The orphan sweep deletes gateway objects and vault Secrets only when no TenantLLMConfig
+# with their uid exists anywhere in the cluster: a listing of only the watched namespaces
+# could make a live tenant look gone. Read-only; a spec holds Secret names, never keys.
+- apiGroups: [llm.byok.io]
+  resources: [tenantllmconfigs]
+  verbs: [list]
 {{- end -}}

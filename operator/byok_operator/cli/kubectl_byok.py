@@ -33,6 +33,9 @@ COLUMN_GAP = "   "
 DEFAULT_OPERATOR_NAMESPACE = "byok-system"
 DEFAULT_ENCRYPTION_SECRET = "byok-operator-encryption"
 DEFAULT_OPERATOR_DEPLOYMENT = "byok-operator"
+# Which encryption key last wrote a vault Secret (the operator's tenant module sets it; not
+# imported from there, which would load the provider SDKs into every plugin call).
+ENCRYPTION_KEY_ID_ANNOTATION = f"{api.GROUP}/encryption-key-id"
 
 
 class PluginError(Exception):
@@ -226,13 +229,16 @@ def format_details(obj: Mapping[str, Any], now: datetime) -> str:
     if providers:
         lines += ["", "Providers:"]
     for entry in providers:
-        valid = "valid" if entry.get("valid") else "not valid"
-        lines.append(
-            f"  {entry.get('name')}: {entry.get('keyFingerprint') or '(no key)'}, {valid}, "
-            f"{entry.get('modelCount', 0)} models, validated "
-            f"{_age(entry.get('lastValidated'), now)} ago, live since "
-            f"{_age(entry.get('committedAt'), now)}"
-        )
+        facts = [
+            str(entry.get("keyFingerprint") or "(no key)"),
+            "valid" if entry.get("valid") else "not valid",
+            f"{entry.get('modelCount', 0)} models",
+        ]
+        if entry.get("lastValidated"):
+            facts.append(f"validated {_age(entry.get('lastValidated'), now)} ago")
+        if entry.get("committedAt"):
+            facts.append(f"live for {_age(entry.get('committedAt'), now)}")
+        lines.append(f"  {entry.get('name')}: {', '.join(facts)}")
         error = _mapping(entry.get("error"))
         if error:
             lines.append(f"    {error.get('reason')}: {error.get('message')}")
@@ -265,6 +271,7 @@ class Tenants:
     """TenantLLMConfigs through the official client: only the custom-objects API, never Secrets."""
 
     def __init__(self, target: Target) -> None:
+        # Imported here: keygen and fingerprint need no cluster, nor the client's import time.
         from kubernetes import client, config
         from kubernetes.config.config_exception import ConfigException
 
@@ -283,25 +290,24 @@ class Tenants:
         self._custom = client.CustomObjectsApi(api_client)
 
     def list(self, all_namespaces: bool) -> list[dict[str, Any]]:
-        where = "in all namespaces" if all_namespaces else f"in namespace {self.namespace}"
         if all_namespaces:
-            call = self._call(
-                f"listing TenantLLMConfigs {where}",
+            found = self._call(
+                "listing TenantLLMConfigs in all namespaces",
                 self._custom.list_cluster_custom_object,
                 api.GROUP,
                 api.VERSION,
                 api.PLURAL,
             )
         else:
-            call = self._call(
-                f"listing TenantLLMConfigs {where}",
+            found = self._call(
+                f"listing TenantLLMConfigs in namespace {self.namespace}",
                 self._custom.list_namespaced_custom_object,
                 api.GROUP,
                 api.VERSION,
                 self.namespace,
                 api.PLURAL,
             )
-        items: list[dict[str, Any]] = list(_mapping(call).get("items") or [])
+        items: list[dict[str, Any]] = list(_mapping(found).get("items") or [])
         return sorted(items, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
 
     def get(self, name: str) -> dict[str, Any]:
@@ -426,17 +432,22 @@ def run_rotate(tenants: Tenants, name: str, out: TextIO) -> int:
 def run_keygen(namespace: str, secret: str, deployment: str, out: TextIO, err: TextIO) -> int:
     """The key goes to stdout alone (scripts capture it); the how-to goes to stderr."""
     out.write(Fernet.generate_key().decode() + "\n")
+    jsonpath_key_id = ENCRYPTION_KEY_ID_ANNOTATION.replace(".", "\\.")
     err.write(
-        f'\nTo rotate the encryption key, put a new key FIRST in data key "keys" of Secret '
-        f"{namespace}/{secret}\nand keep the old keys below it (they still decrypt old "
-        "entries), then restart the operator,\nwhich re-encrypts everything with the new key:\n\n"
-        f"  NEW=$(kubectl byok keygen 2>/dev/null)\n"
+        '\nTo rotate the operator\'s encryption key, put a new key FIRST in data key "keys" '
+        f"of Secret {namespace}/{secret}\nand keep the old keys below it (they still open "
+        "stored copies until these are re-encrypted):\n\n"
+        "  NEW=$(kubectl byok keygen 2>/dev/null)\n"
         f"  OLD=$(kubectl -n {namespace} get secret {secret} -o jsonpath='{{.data.keys}}' "
         "| base64 -d)\n"
         f"  kubectl -n {namespace} create secret generic {secret} --dry-run=client -o yaml \\\n"
         '    --from-literal=keys="$(printf \'%s\\n%s\' "$NEW" "$OLD")" | kubectl apply -f -\n'
         f"  kubectl -n {namespace} rollout restart deployment/{deployment}\n\n"
-        "Drop an old key only after the operator has run with the new one first.\n"
+        "The operator then re-encrypts its vault Secrets with the new key. Remove an old key "
+        f"only when every\nvault Secret's annotation {ENCRYPTION_KEY_ID_ANNOTATION} equals the new key's "
+        'fingerprint\n(`printf %s "$NEW" | kubectl byok fingerprint`):\n\n'
+        f"  kubectl -n {namespace} get secrets -l {api.TENANT_UID_LABEL} "
+        f"-o jsonpath='{{..annotations.{jsonpath_key_id}}}'\n"
     )
     return 0
 
