@@ -88,7 +88,6 @@ CHAT_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 STAND_IN = {"openai": "OpenAI stand-in", "anthropic": "Anthropic stand-in"}
 READY_TIMEOUT = 120.0
 ANTHROPIC_MODEL = "claude-sonnet-4-5"  # acme's allow-list in examples/byok-both-providers.yaml
-PROMPT_PICKUP = 5.0  # seconds: a labelled Secret's change should reach status within this
 UNLISTED_MODEL = "gpt-4.1"  # a model the OpenAI key lists, but outside acme's allow-list
 
 ACME = ("tenant-acme", "acme-corp")
@@ -102,6 +101,13 @@ class DemoFailed(Exception):
 
 def shorten(text: str, limit: int = 140) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _lines_with_offsets(text: str) -> Iterator[tuple[int, str]]:
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        yield offset, line
+        offset += len(line)
 
 
 def check(condition: object, message: str) -> None:
@@ -642,6 +648,7 @@ class Demo:
             f"{fp(new_key)}, data.anthropic = key {fp(anthropic_key)} (unchanged)"
         )
         started = time.monotonic()
+        log_offset = len(self.operator_text())
         self.tenants.put_secret(
             ACME[0], "acme-llm-keys", {"openai": new_key, "anthropic": anthropic_key}
         )
@@ -659,15 +666,19 @@ class Demo:
                 describe=lambda: json.dumps(self.status(ACME), indent=1),
             )
             elapsed = time.monotonic() - started
-            if elapsed > PROMPT_PICKUP:
+            how = self.what_reconciled(ACME, log_offset, "BYOK_KEYS_ROTATED")
+            self.out.say(
+                f"the new key reached status {elapsed:.1f}s after the Secret changed; {how}"
+            )
+            if "periodic" in how:
                 self.out.say(
-                    f"WARN: a labelled Secret should wake its tenant at once, but the new key "
-                    f"took {elapsed:.1f}s to show: the operator's periodic pass found it, not "
-                    f"the Secret watch (see {self.operator_log()})."
+                    "WARN: a labelled Secret should wake its tenant at once (the operator "
+                    "annotates the tenant), but only the periodic pass noticed the new key; "
+                    "see the final report / the operator log."
                 )
             return (
                 f"status.providers[openai].keyFingerprint {before.get('openai')} -> "
-                f"{fp(new_key)} in {elapsed:.1f}s (no spec change)"
+                f"{fp(new_key)} in {elapsed:.1f}s (no spec change; {how})"
             )
 
         self.step("operator picked up the rotated key", rotated)
@@ -867,6 +878,33 @@ class Demo:
             check=False,
             timeout=120,
         )
+
+    def operator_text(self) -> str:
+        assert self.operator is not None
+        return self.operator.all_logs()
+
+    def what_reconciled(self, where: tuple[str, str], offset: int, audit: str) -> str:
+        """Which operator pass wrote the `audit` event for the tenant after `offset` of its log:
+        kopf's line that follows the audit line names an update handler or the periodic timer."""
+        text = self.operator_text()[offset:]
+        start = next(
+            (
+                index
+                for index, line in _lines_with_offsets(text)
+                if f'"audit": "{audit}"' in line and f'"name": "{where[1]}"' in line
+            ),
+            None,
+        )
+        if start is None:
+            return f"no {audit} line in the operator log"
+        tag = f"[{where[0]}/{where[1]}]"
+        handler = text.find(f"{tag} Handler 'reconcile' succeeded", start)
+        periodic = text.find(f"{tag} Periodic pass done", start)
+        if handler >= 0 and (periodic < 0 or handler < periodic):
+            return "woken by the Secret watch (update handler)"
+        if periodic >= 0:
+            return "picked up by the periodic pass, not the Secret watch"
+        return "which pass handled it is not in the operator log"
 
     def operator_log(self) -> Path:
         return self.operator.log_path if self.operator else self.state / "operator"

@@ -27,6 +27,8 @@ TENANT_NAMESPACE_LABEL: Final = f"{GROUP}/tenant-namespace"
 # Annotations on a TenantLLMConfig.
 ROTATE_VIRTUAL_KEY_ANNOTATION: Final = f"{GROUP}/rotate-virtual-key"
 SECRETS_VERSION_ANNOTATION: Final = f"{GROUP}/secrets-version"
+# On vault Secrets: which encryption key wrote them (a hash of it), for the rewrap.
+ENCRYPTION_KEY_ID_ANNOTATION: Final = f"{GROUP}/encryption-key-id"
 
 GATEWAY_SECRET_SUFFIX: Final = "-llm-gateway"
 GATEWAY_SECRET_URL_KEY: Final = "LITELLM_BASE_URL"

@@ -18,12 +18,13 @@ from kubernetes import config as kube_config
 
 from byok_operator import api
 from byok_operator.audit import AuditEvent, audit_record, log_audit
+from byok_operator.crypto import VaultConfigError
 from byok_operator.gateway.litellm import LiteLLMGateway
 from byok_operator.kube import Kube, load_vault
 from byok_operator.maintenance import Maintenance
 from byok_operator.providers import KeyValidator
 from byok_operator.reconcile import TenantRef
-from byok_operator.settings import Settings
+from byok_operator.settings import Settings, SettingsError
 from byok_operator.tenant import Deps, Outcome, Reconciler
 
 TLC = (api.GROUP, api.VERSION, api.PLURAL)
@@ -44,10 +45,12 @@ async def startup(
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
-    config = Settings.from_env()
-    api_client = _kube_client()
-    kube = Kube(api_client)
-    vault = await load_vault(config, kube)
+    try:
+        config = Settings.from_env()
+        kube = Kube(_kube_client())
+        vault = await load_vault(config, kube)
+    except (SettingsError, VaultConfigError) as exc:
+        raise kopf.PermanentError(f"byok-operator cannot start: {exc}") from None
     memo.reconciler = Reconciler(
         Deps(
             settings=config,

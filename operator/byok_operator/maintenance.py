@@ -14,7 +14,7 @@ from byok_operator import api
 from byok_operator.crypto import DecryptionError, Vault
 from byok_operator.kube import SecretData, load_vault
 from byok_operator.reconcile import vault_secret_name
-from byok_operator.tenant import ENCRYPTION_KEY_ID, STATE_KEY, Reconciler
+from byok_operator.tenant import STATE_KEY, Reconciler
 
 logger = logging.getLogger("byok_operator.maintenance")
 
@@ -81,7 +81,11 @@ class Maintenance:
         """Re-encrypt every vault Secret not yet written with the newest encryption key."""
         vault = self.deps.vault
         vaults = await self._vault_secrets()
-        stale = [s for s in vaults if s.annotations.get(ENCRYPTION_KEY_ID) != vault.primary_id]
+        stale = [
+            s
+            for s in vaults
+            if s.annotations.get(api.ENCRYPTION_KEY_ID_ANNOTATION) != vault.primary_id
+        ]
         failed: list[str] = []
         for done, secret in enumerate(stale, start=1):
             uid = secret.labels.get(api.TENANT_UID_LABEL, "")
@@ -117,7 +121,7 @@ class Maintenance:
             ref_name,
             data,
             labels=current.labels,
-            annotations={**current.annotations, ENCRYPTION_KEY_ID: vault.primary_id},
+            annotations={**current.annotations, api.ENCRYPTION_KEY_ID_ANNOTATION: vault.primary_id},
         )
 
     async def sweep_orphans(self) -> SweepReport:

@@ -61,7 +61,6 @@ from byok_operator.status import (
 
 STATE_KEY = "state.json"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-ENCRYPTION_KEY_ID = f"{api.GROUP}/encryption-key-id"
 
 
 @dataclass
@@ -179,7 +178,7 @@ class Reconciler:
             vault_secret_name(ref.uid),
             data,
             labels=_labels(ref),
-            annotations={ENCRYPTION_KEY_ID: self.deps.vault.primary_id},
+            annotations={api.ENCRYPTION_KEY_ID_ANNOTATION: self.deps.vault.primary_id},
         )
         record.exists = True
 

@@ -35,7 +35,7 @@ DEFAULT_ENCRYPTION_SECRET = "byok-operator-encryption"
 DEFAULT_OPERATOR_DEPLOYMENT = "byok-operator"
 # Which encryption key last wrote a vault Secret (the operator's tenant module sets it; not
 # imported from there, which would load the provider SDKs into every plugin call).
-ENCRYPTION_KEY_ID_ANNOTATION = f"{api.GROUP}/encryption-key-id"
+ENCRYPTION_KEY_ID_ANNOTATION = api.ENCRYPTION_KEY_ID_ANNOTATION
 
 
 class PluginError(Exception):
@@ -441,9 +441,11 @@ def run_keygen(namespace: str, secret: str, deployment: str, out: TextIO, err: T
         f"  OLD=$(kubectl -n {namespace} get secret {secret} -o jsonpath='{{.data.keys}}' "
         "| base64 -d)\n"
         f"  kubectl -n {namespace} create secret generic {secret} --dry-run=client -o yaml \\\n"
-        '    --from-literal=keys="$(printf \'%s\\n%s\' "$NEW" "$OLD")" | kubectl apply -f -\n'
-        f"  kubectl -n {namespace} rollout restart deployment/{deployment}\n\n"
-        "The operator then re-encrypts its vault Secrets with the new key. Remove an old key "
+        '    --from-literal=keys="$(printf \'%s\\n%s\' "$NEW" "$OLD")" '
+        "| kubectl apply --server-side --force-conflicts -f -\n\n"
+        "(Server-side apply: a client-side apply would copy the keys into an annotation.)\n"
+        f"The operator (deployment/{deployment}) reloads the keys within one maintenance pass, "
+        "no restart needed,\nthen re-encrypts its vault Secrets with the new key. Remove an old key "
         f"only when every\nvault Secret's annotation {ENCRYPTION_KEY_ID_ANNOTATION} equals the new key's "
         'fingerprint\n(`printf %s "$NEW" | kubectl byok fingerprint`):\n\n'
         f"  kubectl -n {namespace} get secrets -l {api.TENANT_UID_LABEL} "
