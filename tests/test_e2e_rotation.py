@@ -15,6 +15,7 @@ own status alone:
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections import Counter
@@ -67,6 +68,17 @@ def served(tenants: Tenants, namespace: str, name: str) -> dict[str, Any]:
     obj = tenants.get(namespace, name) or {}
     entries = (obj.get("status") or {}).get("providers") or []
     return next((p for p in entries if p.get("name") == "openai"), {})
+
+
+def showing(tenants: Tenants, namespace: str, name: str, fingerprint: str) -> dict[str, Any] | None:
+    """The openai status entry once it shows ``fingerprint``."""
+    entry = served(tenants, namespace, name)
+    return entry if entry.get("keyFingerprint") == fingerprint else None
+
+
+def changed(current: str | None, previous: str | None) -> str | None:
+    """``current`` when it is set and differs from ``previous`` (for wait_for)."""
+    return current if current and current != previous else None
 
 
 def alias_of(tenants: Tenants, namespace: str, name: str) -> str | None:
@@ -174,14 +186,12 @@ def test_provider_key_rotation_reaches_the_next_agent_call_within_ten_seconds(
         latencies.append(time.monotonic() - started)
         rotated.append(fingerprint_of(new))
         validations = provider_stub.requests(key=new, path=MODELS)
-        assert validations and validations[0].seq < calls[0].seq, (
+        assert validations, "the new key was never validated with the provider"
+        assert validations[0].seq < calls[0].seq, (
             "the new key reached the gateway before the operator validated it"
         )
         entry = wait_for(
-            lambda new=new: (
-                (e := served(tenants, namespace, name)).get("keyFingerprint") == fingerprint_of(new)
-                and e
-            ),
+            functools.partial(showing, tenants, namespace, name, fingerprint_of(new)),
             timeout=10,
             what="status to show the new fingerprint",
             describe=describe(tenants, namespace, name),
@@ -277,17 +287,20 @@ def test_a_bad_new_key_never_replaces_the_working_one_and_fixing_the_secret_reco
         tenants.put_secret(namespace, "keys", {"openai": bad})
         obj = tenants.wait_condition(namespace, name, status="False", reason=reason, timeout=20)
         ready = condition_of(obj, "Ready")
-        assert "still serving" in ready["message"] and good_fp in ready["message"], ready
+        assert "still serving" in ready["message"], ready
+        assert good_fp in ready["message"], ready
         assert condition_of(obj, "KeysValid")["reason"] == reason
         entry = served(tenants, namespace, name)
-        assert entry["keyFingerprint"] == good_fp and entry["valid"] is False, entry
+        assert entry["keyFingerprint"] == good_fp, entry
+        assert entry["valid"] is False, entry
         assert entry["error"]["reason"] == reason, entry
         before = len(provider_stub.requests(key=good, path=CHAT))
         assert chat_ok(tenants, virtual_key), "agents stopped working after a bad key"
         assert len(provider_stub.requests(key=good, path=CHAT)) == before + 1
         assert not provider_stub.requests(key=bad, path=CHAT), "the bad key reached an agent call"
     warnings = tenant_events(tenants, namespace, name, "BYOK_KEY_INVALID")
-    assert warnings and all(e["type"] == "Warning" for e in warnings), warnings
+    assert warnings, "no BYOK_KEY_INVALID event"
+    assert all(e["type"] == "Warning" for e in warnings), warnings
 
     # The fix: a good key in the Secret, and nothing else.
     tenants.put_secret(namespace, "keys", {"openai": fixed})
@@ -323,21 +336,23 @@ def test_virtual_key_rotation_on_demand_honours_the_grace_period_and_on_schedule
     first_scheduled_alias = scheduled["status"]["virtualKey"]["alias"]
     first_scheduled_key = tenants.virtual_key(namespace, "scheduled")
     old = tenants.virtual_key(namespace, "ondemand")
-    assert old and first_scheduled_key
+    assert old
+    assert first_scheduled_key
     old_alias = ondemand["status"]["virtualKey"]["alias"]
 
     tenants.cluster.kubectl(
         "annotate", "tlc", "ondemand", "-n", namespace, f"{ROTATE_ANNOTATION}=r1", "--overwrite"
     )
     new = wait_for(
-        lambda: (k := tenants.virtual_key(namespace, "ondemand")) != old and k,
+        lambda: changed(tenants.virtual_key(namespace, "ondemand"), old),
         timeout=15,
         what="a new virtual key in the gateway Secret",
     )
     rotated = time.monotonic()
     assert new != old
     new_alias = alias_of(tenants, namespace, "ondemand")
-    assert new_alias and new_alias != old_alias
+    assert new_alias
+    assert new_alias != old_alias
 
     # Poll both keys until the old one is refused; the new one must work all along.
     old_worked_until = 0.0
@@ -377,7 +392,7 @@ def test_virtual_key_rotation_on_demand_honours_the_grace_period_and_on_schedule
 
     # On schedule: the second tenant's key was issued ~grace+ seconds ago with maxAge 30s.
     second_alias = wait_for(
-        lambda: (a := alias_of(tenants, namespace, "scheduled")) != first_scheduled_alias and a,
+        lambda: changed(alias_of(tenants, namespace, "scheduled"), first_scheduled_alias),
         timeout=45,
         what="the scheduled virtual key rotation",
         describe=describe(tenants, namespace, "scheduled"),
@@ -463,5 +478,6 @@ def test_revalidation_finds_a_revoked_key_and_old_keys_raise_rotation_due_once(
     )
     assert condition_of(obj, "Ready")["status"] == "False"
     invalid = tenant_events(tenants, namespace, "revalidated", "BYOK_KEY_INVALID")
-    assert invalid and all(e["type"] == "Warning" for e in invalid), invalid
+    assert invalid, "no BYOK_KEY_INVALID event"
+    assert all(e["type"] == "Warning" for e in invalid), invalid
     assert fingerprint_of(doomed) in served(tenants, namespace, "revalidated")["keyFingerprint"]

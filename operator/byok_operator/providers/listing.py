@@ -1,0 +1,102 @@
+"""What the OpenAI and Anthropic model listers share: one pooled SDK client, per-key copies,
+and the mapping of SDK exceptions onto the error taxonomy.
+
+Both SDKs are generated from the same template, so their exception classes
+(`APITimeoutError`, `APIConnectionError`, `APIStatusError`) and client options line up.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import ModuleType, TracebackType
+from typing import Any, Self
+
+from byok_operator.api import Provider
+from byok_operator.crypto import fingerprint
+from byok_operator.providers import errors
+from byok_operator.providers.errors import KeyValidationError
+
+DEFAULT_TIMEOUT = 10.0
+# The pooled client never sends a request itself; each call uses a copy carrying the real key.
+POOL_PLACEHOLDER_KEY = "byok-operator-connection-pool"
+
+
+class ModelLister(ABC):
+    """Lists models per key over one shared connection pool. Close it with `aclose()`.
+
+    Building an SDK client creates an SSL context (~40 ms of blocking CPU), so one pooled
+    client is kept and a cheap per-key copy is derived with `with_options`.
+    """
+
+    provider: Provider
+    sdk: ModuleType
+
+    def __init__(self, *, base_url: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._base_url = base_url
+        self._timeout = timeout
+        self._pool: Any = None
+
+    @abstractmethod
+    def _new_pool(self) -> Any:
+        """The SDK client every per-key copy derives from."""
+
+    @abstractmethod
+    async def _model_ids(self, client: Any) -> set[str]:
+        """Every model id the client's key may use (all pages)."""
+
+    @staticmethod
+    @abstractmethod
+    def _error_code(exc: Any) -> str | None:
+        """The provider's error code from an `APIStatusError`."""
+
+    def _client(self, key: str) -> Any:
+        if self._pool is None:
+            self._pool = self._new_pool()
+        return self._pool.with_options(api_key=key)
+
+    async def list_models(self, key: str) -> list[str]:
+        """The ids of the models `key` can use, sorted. Raises `KeyValidationError`."""
+        fp = fingerprint(key)
+        client = self._client(key)
+        base_url = str(client.base_url)
+        # The SDK's exception texts can echo the key, so the mapped error is raised outside
+        # the `except` blocks: no traceback or `__context__` leads back to them.
+        error: KeyValidationError
+        try:
+            return sorted(await self._model_ids(client))
+        except self.sdk.APITimeoutError:
+            error = errors.timed_out(self.provider, fp, base_url=base_url, timeout=self._timeout)
+        except self.sdk.APIConnectionError as exc:
+            cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
+            error = errors.unreachable(self.provider, fp, base_url=base_url, cause=cause)
+        except self.sdk.APIStatusError as exc:
+            error = errors.from_status(
+                self.provider,
+                fp,
+                exc.status_code,
+                base_url=base_url,
+                code=self._error_code(exc) or exc.type,
+                request_id=exc.request_id,
+                retry_after=errors.parse_retry_after(exc.response.headers.get("retry-after")),
+            )
+        except Exception as exc:
+            error = errors.unexpected(
+                self.provider, fp, base_url=base_url, cause=type(exc).__name__
+            )
+        raise error
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

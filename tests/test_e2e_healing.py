@@ -1,0 +1,517 @@
+"""Self-healing end to end (issue 4, items 5 and 6): drift repair, a LiteLLM that lost its
+database, the orphan sweep, and encryption-key rotation. Real API server, real LiteLLM,
+provider stand-ins, the operator as a local process. Nothing is mocked.
+
+These tests touch session-wide things (the LiteLLM proxy, the operator process, its
+encryption-key file) and leave each of them running and consistent for the tests after them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet, InvalidToken
+
+from byok_operator.crypto import fingerprint
+from harness import litellm as litellm_testbed
+from harness.e2e import Tenants, canary, condition_of, uid_of
+from harness.litellm import LiteLLMTestbed
+from harness.operator import OPERATOR_NAMESPACE, OperatorProcess
+from harness.waiting import wait_for
+from stubs.provider_stub import ProviderStub, fingerprint_of
+
+pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
+
+MODEL = "gpt-4o-mini"
+NOTHING = {"keys": [], "deployments": [], "credentials": []}
+REPAIR_DEADLINE = 40.0  # one repair interval (5 s) + the per-tenant timer (10 s), with slack
+ENCRYPTION_KEY_ID = "llm.byok.io/encryption-key-id"
+
+
+def byok(secret: str) -> dict[str, Any]:
+    return {
+        "mode": "BYOK",
+        "providers": {
+            "openai": {"secretRef": {"name": secret, "key": "openai"}, "models": [MODEL]}
+        },
+    }
+
+
+PLATFORM = {"mode": "Platform", "platform": {"budget": {"maxUSD": "10", "period": "30d"}}}
+
+
+def _say(message: str) -> None:
+    print(f"[healing] {message}", flush=True)
+
+
+def _byok_tenant(tenants: Tenants, namespace: str, name: str) -> tuple[dict[str, Any], str]:
+    """A Ready BYOK tenant (OpenAI, one model) and the provider key it was given."""
+    key = canary("openai")
+    tenants.put_secret(namespace, f"{name}-keys", {"openai": key})
+    tenants.apply(namespace, name, byok(f"{name}-keys"))
+    return tenants.wait_condition(namespace, name), key
+
+
+def _platform_tenant(tenants: Tenants, namespace: str, name: str) -> dict[str, Any]:
+    tenants.apply(namespace, name, PLATFORM)
+    return tenants.wait_condition(namespace, name)
+
+
+def _assert_serves(
+    tenants: Tenants,
+    provider_stub: ProviderStub,
+    virtual_key: str,
+    provider_key: str | None,
+    what: str,
+) -> None:
+    """An agent call with ``virtual_key`` succeeds and (BYOK) reaches the stub with the
+    tenant's own key."""
+    before = len(provider_stub.requests(key=provider_key)) if provider_key else 0
+    response = tenants.chat(virtual_key, MODEL)
+    assert response.status_code == 200, f"{what}: {response.status_code} {response.text[:300]}"
+    if provider_key:
+        assert len(provider_stub.requests(key=provider_key)) > before, (
+            f"{what}: the call did not reach the provider with the tenant's own key"
+        )
+
+
+def _events(tenants: Tenants, namespace: str, name: str, reason: str) -> list[dict[str, Any]]:
+    return [
+        e
+        for e in tenants.events(namespace)
+        if e["involvedObject"]["name"] == name and e["reason"] == reason
+    ]
+
+
+def _vault_secrets(tenants: Tenants) -> list[dict[str, Any]]:
+    result = tenants.cluster.kubectl("get", "secrets", "-n", OPERATOR_NAMESPACE, "-o", "json")
+    return [
+        s
+        for s in json.loads(result.stdout)["items"]
+        if s["metadata"]["name"].startswith("tlc-vault-")
+    ]
+
+
+def _vault(tenants: Tenants, uid: str) -> dict[str, Any] | None:
+    result = tenants.cluster.kubectl(
+        "get", "secret", f"tlc-vault-{uid}", "-n", OPERATOR_NAMESPACE, "-o", "json", check=False
+    )
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def _copies(vault: dict[str, Any]) -> dict[str, str]:
+    """The Fernet tokens of a vault Secret (everything but its plain state)."""
+    return {
+        k: base64.b64decode(v).decode()
+        for k, v in (vault.get("data") or {}).items()
+        if k != "state.json"
+    }
+
+
+def _unreadable(vault: dict[str, Any], key: str) -> list[str]:
+    """Names of the stored copies that ``key`` alone cannot decrypt (never their values)."""
+    fernet = Fernet(key.encode())
+    bad = []
+    for name, token in _copies(vault).items():
+        try:
+            fernet.decrypt(token.encode())
+        except InvalidToken:
+            bad.append(name)
+    return bad
+
+
+# --- 1. drift repair ----------------------------------------------------------------------------
+
+
+def test_objects_deleted_behind_our_back_are_rebuilt_with_the_same_virtual_key(
+    tenants: Tenants, namespace: str, provider_stub: ProviderStub, operator: OperatorProcess
+) -> None:
+    obj, provider_key = _byok_tenant(tenants, namespace, "drift")
+    uid = uid_of(obj)
+    alias = obj["status"]["virtualKey"]["alias"]
+    virtual_key = tenants.virtual_key(namespace, "drift")
+    assert virtual_key
+    _assert_serves(tenants, provider_stub, virtual_key, provider_key, "before the drift")
+    before = tenants.gateway_objects(uid)
+    assert before["keys"] == [alias], before
+    assert before["credentials"] == [f"byok-{uid}-openai"], before
+    assert len(before["deployments"]) == 1, before
+
+    tenants.admin("POST", "/key/delete", json={"key_aliases": [alias]})
+    tenants.admin("DELETE", f"/credentials/byok-{uid}-openai")
+    for deployment in before["deployments"]:
+        tenants.admin("POST", "/model/delete", json={"id": deployment})
+    lost = time.monotonic()
+    assert tenants.gateway_objects(uid) == NOTHING, "the admin API did not delete everything"
+    assert tenants.chat(virtual_key, MODEL).status_code == 401, "the deleted key still works"
+
+    wait_for(
+        lambda: tenants.gateway_objects(uid) == before,
+        timeout=REPAIR_DEADLINE,
+        interval=1,
+        what="the key, credential and deployment to be rebuilt",
+        describe=lambda: json.dumps(tenants.gateway_objects(uid)),
+    )
+    wait_for(
+        lambda: tenants.chat(virtual_key, MODEL).status_code == 200,
+        timeout=max(5.0, REPAIR_DEADLINE - (time.monotonic() - lost)),
+        interval=1,
+        what="the agents' unchanged virtual key to work again",
+    )
+    _say(f"drift repaired {time.monotonic() - lost:.1f}s after the deletion")
+    _assert_serves(tenants, provider_stub, virtual_key, provider_key, "after the repair")
+    assert tenants.virtual_key(namespace, "drift") == virtual_key, "agents were given a new key"
+    assert (tenants.get(namespace, "drift") or {})["status"]["virtualKey"]["alias"] == alias
+
+    repaired = wait_for(
+        lambda: [e for e in _events(tenants, namespace, "drift", "GATEWAY_REPAIRED")],
+        timeout=10,
+        what="a GATEWAY_REPAIRED event",
+    )
+    warnings = [e for e in repaired if e["type"] == "Warning"]
+    assert warnings, repaired
+    messages = " ".join(e["message"] for e in repaired)
+    assert f"credential byok-{uid}-openai" in messages, messages
+    assert "deployment" in messages, messages
+    assert "virtual key" in messages, messages
+    assert any(
+        a["audit"] == "GATEWAY_REPAIRED" and a["name"] == "drift" and a["namespace"] == namespace
+        for a in operator.audit_lines()
+    )
+
+
+# --- 2. LiteLLM lost its database ------------------------------------------------------------------
+
+
+def test_a_litellm_restarted_on_an_empty_database_is_rebuilt_for_every_tenant(
+    tenants: Tenants,
+    namespace: str,
+    provider_stub: ProviderStub,
+    litellm: LiteLLMTestbed,
+    operator: OperatorProcess,
+) -> None:
+    if litellm.external:
+        pytest.skip("an external LiteLLM (LITELLM_URL) cannot be restarted by the tests")
+    byok_obj, provider_key = _byok_tenant(tenants, namespace, "amnesia-byok")
+    plat_obj = _platform_tenant(tenants, namespace, "amnesia-plat")
+    keys = {
+        "amnesia-byok": (tenants.virtual_key(namespace, "amnesia-byok"), provider_key),
+        "amnesia-plat": (tenants.virtual_key(namespace, "amnesia-plat"), None),
+    }
+    for name, (virtual_key, pkey) in keys.items():
+        assert virtual_key
+        _assert_serves(tenants, provider_stub, virtual_key, pkey, f"{name} before the restart")
+    expected = {uid_of(o): tenants.gateway_objects(uid_of(o)) for o in (byok_obj, plat_obj)}
+    repaired_before = {
+        name: len(_events(tenants, namespace, name, "GATEWAY_REPAIRED")) for name in keys
+    }
+
+    started = time.monotonic()
+    restarted = litellm_testbed.restart(litellm)
+    assert (restarted.url, restarted.master_key) == (litellm.url, litellm.master_key)
+    back = time.monotonic()
+    _say(f"LiteLLM restarted on an empty database in {back - started:.1f}s")
+
+    def rebuilt() -> bool:
+        for virtual_key, _ in keys.values():
+            if tenants.chat(virtual_key or "", MODEL).status_code != 200:
+                return False
+        return all(tenants.gateway_objects(uid) == objs for uid, objs in expected.items())
+
+    wait_for(
+        rebuilt,
+        timeout=60,
+        interval=1,
+        what="every tenant rebuilt in the restarted LiteLLM",
+        describe=lambda: json.dumps({uid: tenants.gateway_objects(uid) for uid in expected}),
+    )
+    _say(f"all tenants served again {time.monotonic() - back:.1f}s after LiteLLM came back")
+    for name, (virtual_key, pkey) in keys.items():
+        assert tenants.virtual_key(namespace, name) == virtual_key, f"{name}: key replaced"
+        _assert_serves(tenants, provider_stub, virtual_key or "", pkey, f"{name} after")
+        tenants.wait_condition(namespace, name, timeout=30)
+    # The events say the gateway had lost them (so the database really came back empty).
+    for name in keys:
+        assert len(_events(tenants, namespace, name, "GATEWAY_REPAIRED")) > repaired_before[name]
+    byok_messages = " ".join(
+        e["message"] for e in _events(tenants, namespace, "amnesia-byok", "GATEWAY_REPAIRED")
+    )
+    assert "credential" in byok_messages, byok_messages
+    assert "deployment" in byok_messages, byok_messages
+
+
+# --- 3. orphan sweep -----------------------------------------------------------------------------
+
+
+def test_gateway_objects_of_a_vanished_tenant_are_swept_and_foreign_ones_left_alone(
+    tenants: Tenants, namespace: str, operator: OperatorProcess
+) -> None:
+    obj, _ = _byok_tenant(tenants, namespace, "vanish")
+    uid = uid_of(obj)
+    assert tenants.gateway_objects(uid)["credentials"]
+    assert _vault(tenants, uid) is not None
+
+    # Objects in the same gateway that are not ours (or not this operator instance's), some
+    # even naming the vanished tenant's uid: the sweep must not touch them.
+    tag = secrets.token_hex(4)
+    stranger = str(uuid.uuid4())
+    foreign_keys = {
+        f"foreign-plain-{tag}": {"owner": "another-team", "tlc_uid": uid},
+        f"foreign-marker-{tag}": {"byok": {"managed_by": "someone-else", "tlc_uid": uid}},
+        f"foreign-instance-{tag}": {
+            "byok": {
+                "managed_by": "byok-operator",
+                "instance": "another-cluster",
+                "tlc_uid": stranger,
+                "tlc_namespace": "elsewhere",
+                "tlc_name": "elsewhere",
+            }
+        },
+    }
+    foreign_credential = f"foreign-cred-{tag}"
+    for alias, metadata in foreign_keys.items():
+        tenants.admin(
+            "POST",
+            "/key/generate",
+            json={"key_alias": alias, "models": [MODEL], "metadata": metadata},
+        )
+    tenants.admin(
+        "POST",
+        "/credentials",
+        json={
+            "credential_name": foreign_credential,
+            "credential_values": {"api_key": "sk-not-ours-" + secrets.token_hex(8)},
+            "credential_info": {"custom_llm_provider": "openai", "tlc_uid": uid},
+        },
+    )
+    try:
+        operator.stop()
+        try:
+            tenants.cluster.kubectl(
+                "patch",
+                "tlc",
+                "vanish",
+                "-n",
+                namespace,
+                "--type=json",
+                "-p",
+                '[{"op":"remove","path":"/metadata/finalizers"}]',
+            )
+            tenants.cluster.kubectl("delete", "tlc", "vanish", "-n", namespace, "--timeout=30s")
+            assert tenants.get(namespace, "vanish") is None
+            left = tenants.gateway_objects(uid)
+            assert left["credentials"], "nothing left to sweep?"
+            assert left["deployments"], "nothing left to sweep?"
+            assert _vault(tenants, uid) is not None
+        finally:
+            operator.start()
+        started = time.monotonic()
+
+        def swept() -> bool:
+            objs = tenants.gateway_objects(uid)
+            objs["keys"] = [k for k in objs["keys"] if not k.startswith("foreign-")]
+            return objs == NOTHING and _vault(tenants, uid) is None
+
+        wait_for(
+            swept,
+            timeout=30,
+            interval=1,
+            what="the vanished tenant's gateway objects and vault Secret to be swept",
+            describe=lambda: json.dumps(tenants.gateway_objects(uid)),
+        )
+        _say(f"orphans swept {time.monotonic() - started:.1f}s after the operator started")
+        assert "Orphan sweep removed" in operator.tail(400)
+
+        # The pass that removed the orphans saw the foreign objects too, and kept them.
+        for alias in foreign_keys:
+            found = tenants.admin(
+                "GET", "/key/list", params={"key_alias": alias, "return_full_object": "true"}
+            )["keys"]
+            assert [k.get("key_alias") for k in found] == [alias], f"{alias} was swept"
+        names = [c["credential_name"] for c in tenants.admin("GET", "/credentials")["credentials"]]
+        assert foreign_credential in names, "a foreign credential was swept"
+    finally:
+        if aliases := list(foreign_keys):
+            tenants.admin("POST", "/key/delete", json={"key_aliases": aliases})
+        tenants.admin("DELETE", f"/credentials/{foreign_credential}")
+
+
+# --- 4. encryption-key rotation -------------------------------------------------------------------
+
+
+def test_encryption_key_rotation_loses_nothing_and_a_lost_key_heals_without_a_crash(
+    tenants: Tenants, namespace: str, provider_stub: ProviderStub, operator: OperatorProcess
+) -> None:
+    keys_file = Path(operator.env["BYOK_ENCRYPTION_KEYS_FILE"])
+    original = [line.strip() for line in keys_file.read_text().splitlines() if line.strip()]
+    second, third = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    byok_obj, provider_key = _byok_tenant(tenants, namespace, "wrap-byok")
+    plat_obj = _platform_tenant(tenants, namespace, "wrap-plat")
+    uids = {"wrap-byok": uid_of(byok_obj), "wrap-plat": uid_of(plat_obj)}
+    agents = {name: tenants.virtual_key(namespace, name) for name in uids}
+    provider_keys = {"wrap-byok": provider_key, "wrap-plat": None}
+    for name, virtual_key in agents.items():
+        assert virtual_key
+        assert _vault(tenants, uids[name]) is not None
+
+    try:
+        # (a) Add a new key, newest first: every stored copy is re-encrypted with it.
+        log_mark = len(operator.all_logs())
+        keys_file.write_text("\n".join([second, *original]) + "\n")
+        started = time.monotonic()
+
+        def all_rewrapped() -> bool:
+            vaults = _vault_secrets(tenants)
+            return bool(vaults) and all(
+                (v["metadata"].get("annotations") or {}).get(ENCRYPTION_KEY_ID)
+                == fingerprint(second)
+                for v in vaults
+            )
+
+        wait_for(
+            all_rewrapped,
+            timeout=30,
+            interval=0.5,
+            what="every vault Secret re-encrypted with the new key",
+            describe=lambda: json.dumps(
+                {
+                    v["metadata"]["name"]: (v["metadata"].get("annotations") or {}).get(
+                        ENCRYPTION_KEY_ID
+                    )
+                    for v in _vault_secrets(tenants)
+                }
+            ),
+        )
+        _say(f"rewrap to a new encryption key done in {time.monotonic() - started:.1f}s")
+        logs = operator.all_logs()[log_mark:]
+        assert "Encryption keys changed: 2 key(s)" in logs, "no log of the key change"
+        assert "Rewrap progress" in logs, "no rewrap progress in the log"
+        for name, uid in uids.items():
+            vault = _vault(tenants, uid)
+            assert vault is not None
+            assert _unreadable(vault, second) == [], f"{name}: copies not rewrapped"
+        snapshot = {name: _copies(_vault(tenants, uid) or {}) for name, uid in uids.items()}
+
+        # (b) Remove the old key: nothing is lost. Force a rebuild from the encrypted copy.
+        log_mark = len(operator.all_logs())
+        keys_file.write_text(second + "\n")
+        wait_for(
+            lambda: "Encryption keys changed: 1 key(s)" in operator.all_logs()[log_mark:],
+            timeout=20,
+            what="the operator to reload the key file",
+        )
+        byok_uid = uids["wrap-byok"]
+        tenants.admin("DELETE", f"/credentials/byok-{byok_uid}-openai")
+        wait_for(
+            lambda: tenants.gateway_objects(byok_uid)["credentials"] == [f"byok-{byok_uid}-openai"],
+            timeout=REPAIR_DEADLINE,
+            interval=1,
+            what="the credential rebuilt from the copy encrypted with the new key",
+        )
+        for name, virtual_key in agents.items():
+            assert tenants.virtual_key(namespace, name) == virtual_key, f"{name}: key replaced"
+            _assert_serves(
+                tenants, provider_stub, virtual_key or "", provider_keys[name], f"{name} (b)"
+            )
+            tenants.wait_condition(namespace, name, timeout=30)
+        # Rebuilt from the rewrapped copies, not re-made: the stored copies did not change.
+        for name, uid in uids.items():
+            assert _copies(_vault(tenants, uid) or {}) == snapshot[name], (
+                f"{name}: a stored copy was re-made, so the rewrapped one was not usable"
+            )
+        logs = operator.all_logs()[log_mark:]
+        assert "DecryptionFailed" not in logs
+        assert "cannot be decrypted" not in logs
+        assert not _events(tenants, namespace, "wrap-byok", "VIRTUAL_KEY_ROTATED")
+
+        # (c) Replace the file with a brand-new key only: no stored copy can be opened.
+        log_mark = len(operator.all_logs())
+        keys_file.write_text(third + "\n")
+        lost = time.monotonic()
+        assert operator.proc is not None
+
+        def healed() -> bool:
+            assert operator.proc is not None
+            assert operator.proc.poll() is None, f"the operator died:\n{operator.tail()}"
+            for name, uid in uids.items():
+                vault = _vault(tenants, uid)
+                if vault is None or _unreadable(vault, third):
+                    return False
+                if condition_of(tenants.get(namespace, name) or {}).get("status") != "True":
+                    return False
+                current = tenants.virtual_key(namespace, name)
+                if not current or tenants.chat(current, MODEL).status_code != 200:
+                    return False
+            return True
+
+        seen_reasons: set[str] = set()
+
+        def healed_watching() -> bool:
+            for name in uids:
+                ready = condition_of(tenants.get(namespace, name) or {})
+                if ready.get("reason"):
+                    seen_reasons.add(f"{name}:{ready['status']}/{ready['reason']}")
+            return healed()
+
+        wait_for(
+            healed_watching,
+            timeout=60,
+            interval=1,
+            what="every tenant healed after losing its encryption key",
+            describe=lambda: operator.tail(40),
+        )
+        _say(
+            f"after a total loss of encryption keys, all tenants healed in "
+            f"{time.monotonic() - lost:.1f}s; Ready states seen: {sorted(seen_reasons)}"
+        )
+        assert operator.proc.poll() is None, "the operator exited"
+        logs = operator.all_logs()[log_mark:]
+        assert "Encryption keys changed: 1 key(s)" in logs
+        for line in logs.splitlines():
+            if "no configured encryption key opens" in line or "DecryptionFailed" in line:
+                _say(f"operator said: {line.strip()[:300]}")
+
+        # BYOK: the provider key was re-encrypted from the tenant's Secret (same key served).
+        byok_vault = _vault(tenants, byok_uid) or {}
+        assert _copies(byok_vault)["provider.openai"] != snapshot["wrap-byok"]["provider.openai"]
+        assert (byok_vault["metadata"].get("annotations") or {}).get(
+            ENCRYPTION_KEY_ID
+        ) == fingerprint(third)
+        # Virtual keys: the old copies cannot be opened, so each tenant got a new one, agents
+        # find it in their Secret, and the old one is revoked (one live key per tenant).
+        for name, old_key in agents.items():
+            new_key = tenants.virtual_key(namespace, name)
+            assert new_key, name
+            assert new_key != old_key, f"{name}: virtual key not re-issued"
+            _assert_serves(tenants, provider_stub, new_key, provider_keys[name], f"{name} (c)")
+            wait_for(
+                lambda k=old_key: tenants.chat(k or "", MODEL).status_code == 401,
+                timeout=30,
+                interval=1,
+                what=f"{name}: the unreadable old virtual key revoked",
+            )
+            rotated = _events(tenants, namespace, name, "VIRTUAL_KEY_ROTATED")
+            assert any("cannot be decrypted" in e["message"] for e in rotated), rotated
+            _say(f"{name}: {rotated[-1]['message']}")
+            live = [
+                k
+                for k in tenants.paged("/key/list", "keys", return_full_object="true")
+                if uids[name] in (k.get("key_alias") or "")
+            ]
+            assert len(live) == 1, [k.get("key_alias") for k in live]
+        assert fingerprint_of(provider_key) in {
+            p["keyFingerprint"]
+            for p in (tenants.get(namespace, "wrap-byok") or {})["status"]["providers"]
+        }
+    finally:
+        # Every key this test wrote, newest first: all stored copies stay readable.
+        keys_file.write_text("\n".join([third, second, *original]) + "\n")
+        if operator.proc is None or operator.proc.poll() is not None:
+            operator.start()  # the session's operator serves the tests after this one
