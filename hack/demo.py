@@ -476,7 +476,13 @@ class Demo:
                         f"for key {fp(key)}, as a real account would. Otherwise the tenant "
                         f"would end Ready=False ModelsNotAvailable."
                     )
-        self.show("apply", "-f", "examples/", note="kubectl apply -f examples/")
+        self.show(
+            "apply",
+            "--server-side",
+            "-f",
+            "examples/",
+            note="kubectl apply --server-side -f examples/",
+        )
         for where, what in (
             (INITECH, "Platform, $500/30d, gpt-4o-mini"),
             (ACME, "BYOK openai + anthropic, allow-lists"),
@@ -568,7 +574,7 @@ class Demo:
         platform_vk = self.keys["initech/platform-vk"]
         self.out.sub("the tenant admin stores initech's OpenAI key in a labelled Secret")
         self.out.say(
-            "$ kubectl apply -f -   # Secret tenant-initech/initech-llm-keys, label "
+            "$ kubectl apply --server-side -f -   # Secret tenant-initech/initech-llm-keys, label "
             f"llm.byok.io/credentials=true, data.openai = key {fp(key)}"
         )
         self.tenants.put_secret(INITECH[0], "initech-llm-keys", {"openai": key})
@@ -589,7 +595,7 @@ class Demo:
         text = yaml.safe_dump(manifest, sort_keys=False)
         self.out.sub("... and switches the TenantLLMConfig to BYOK")
         self.out.say(text, indent=2)
-        self.show("apply", "-f", "-", stdin=text)
+        self.show("apply", "--server-side", "-f", "-", stdin=text)
         self.step("initech Ready in BYOK mode", lambda: self._ready_in(INITECH, "BYOK"))
         self.tlc_tables()
         vk = self.virtual_key(INITECH)
@@ -644,7 +650,7 @@ class Demo:
             "Secret acme-llm-keys (the Anthropic key stays)."
         )
         self.out.say(
-            "$ kubectl apply -f -   # Secret tenant-acme/acme-llm-keys: data.openai = key "
+            "$ kubectl apply --server-side -f -   # Secret tenant-acme/acme-llm-keys: data.openai = key "
             f"{fp(new_key)}, data.anthropic = key {fp(anthropic_key)} (unchanged)"
         )
         started = time.monotonic()
@@ -727,7 +733,7 @@ class Demo:
             "The admin re-applies the original example: mode Platform, budget $500/30d, "
             "gpt-4o-mini (kubectl's three-way merge drops spec.providers)."
         )
-        self.show("apply", "-f", "examples/platform-budget.yaml")
+        self.show("apply", "--server-side", "-f", "examples/platform-budget.yaml")
         self.step("initech Ready in Platform mode", lambda: self._ready_in(INITECH, "Platform"))
         self.tlc_tables()
         self.print_status(INITECH)

@@ -14,6 +14,9 @@ SHORT_NAME: Final = "tlc"
 CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 
 FINALIZER: Final = f"{GROUP}/cleanup"
+# kopf keeps its progress and diff-base under this annotation prefix (not GROUP: kopf ignores
+# its own prefix when diffing, and annotations under GROUP must trigger reconciles).
+KOPF_PREFIX: Final = "kopf.byok.io"
 MANAGER: Final = "byok-operator"
 
 # Secrets carrying raw provider keys are watched only when they carry this label.

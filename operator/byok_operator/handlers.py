@@ -36,10 +36,12 @@ async def startup(
 ) -> None:
     """All operator-wide settings and clients, once (fails fast with a clear message)."""
     settings.persistence.finalizer = api.FINALIZER
-    # Progress and diff-base in annotations: the status schema is ours alone.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.GROUP)
+    # Progress and diff-base in annotations (the status schema is ours alone), under a prefix
+    # of kopf's own: kopf ignores every annotation under its prefix when diffing, and ours
+    # (secrets-version, rotate-virtual-key) must wake the update handler.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=api.GROUP, key="last-handled-configuration"
+        prefix=api.KOPF_PREFIX, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
@@ -191,8 +193,13 @@ def _audit(body: kopf.Body, event: AuditEvent, logger: kopf.Logger) -> None:
 
 
 def _actor(meta: Any) -> str | None:
-    """The field manager of the latest spec change: the closest thing to 'who' an operator sees."""
-    fields = [f for f in meta.get("managedFields") or [] if f.get("subresource") != "status"]
+    """The field manager of the latest spec change: the closest thing to 'who' an operator
+    sees (the operator's own finalizer and annotation patches do not touch the spec)."""
+    fields = [
+        f
+        for f in meta.get("managedFields") or []
+        if f.get("subresource") != "status" and "f:spec" in (f.get("fieldsV1") or {})
+    ]
     return max(fields, key=lambda f: f.get("time") or "").get("manager") if fields else None
 
 

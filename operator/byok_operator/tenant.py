@@ -27,7 +27,7 @@ from byok_operator.crypto import DecryptionError, Vault, fingerprint
 from byok_operator.gateway.litellm import GatewayError, KeySpec, LiteLLMGateway
 from byok_operator.kube import Kube, SecretData
 from byok_operator.models import SpecError, TenantSpec, parse_spec
-from byok_operator.providers import KeyValidationError, KeyValidator
+from byok_operator.providers import KeyValidationError, KeyValidator, offered
 from byok_operator.reconcile import (
     CommittedKey,
     DesiredDeployment,
@@ -261,7 +261,7 @@ class Reconciler:
             now,
         )
         errors = [c.error for c in checks.values() if c.error is not None]
-        notes = [note for c in checks.values() for note in c.notes]
+        notes = list(dict.fromkeys(note for c in checks.values() for note in c.notes))
         live = record.state.live()
         serving_byok = live is not None and live.mode is Mode.BYOK
         servable = set(committed) == set(spec.providers.configured()) or (
@@ -373,7 +373,7 @@ class Reconciler:
                 known is not None
                 and known.fingerprint == fingerprint(raw)
                 and now - known.validated_at < spec.validation.interval
-                and set(pspec.models) <= set(known.models)
+                and all(offered(known.models, model) for model in pspec.models)
             ):
                 check.fingerprint, check.models = known.fingerprint, known.models
                 check.validated_at = known.validated_at

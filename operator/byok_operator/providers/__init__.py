@@ -19,7 +19,7 @@ from byok_operator.providers.formats import (
     check_format,
 )
 from byok_operator.providers.openai import OpenAIModelLister
-from byok_operator.providers.validator import KeyValidator, ModelLister, ValidatedKey
+from byok_operator.providers.validator import KeyValidator, ModelLister, ValidatedKey, offered
 
 __all__ = [
     "ANTHROPIC_PREFIX",
@@ -34,4 +34,5 @@ __all__ = [
     "OpenAIModelLister",
     "ValidatedKey",
     "check_format",
+    "offered",
 ]

@@ -20,12 +20,12 @@ from typing import Any
 import anthropic as sdk
 
 from byok_operator.api import Provider
-from byok_operator.providers.listing import DEFAULT_TIMEOUT, POOL_PLACEHOLDER_KEY, ModelLister
+from byok_operator.providers.listing import DEFAULT_TIMEOUT, POOL_PLACEHOLDER_KEY, SdkModelLister
 
 PAGE_SIZE = 1000
 
 
-class AnthropicModelLister(ModelLister):
+class AnthropicModelLister(SdkModelLister):
     provider = Provider.ANTHROPIC
     sdk = sdk
 

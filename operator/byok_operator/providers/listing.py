@@ -21,7 +21,7 @@ DEFAULT_TIMEOUT = 10.0
 POOL_PLACEHOLDER_KEY = "byok-operator-connection-pool"
 
 
-class ModelLister(ABC):
+class SdkModelLister(ABC):
     """Lists models per key over one shared connection pool. Close it with `aclose()`.
 
     Building an SDK client creates an SSL context (~40 ms of blocking CPU), so one pooled

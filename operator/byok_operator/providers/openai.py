@@ -16,10 +16,10 @@ from typing import Any
 import openai as sdk
 
 from byok_operator.api import Provider
-from byok_operator.providers.listing import DEFAULT_TIMEOUT, POOL_PLACEHOLDER_KEY, ModelLister
+from byok_operator.providers.listing import DEFAULT_TIMEOUT, POOL_PLACEHOLDER_KEY, SdkModelLister
 
 
-class OpenAIModelLister(ModelLister):
+class OpenAIModelLister(SdkModelLister):
     provider = Provider.OPENAI
     sdk = sdk
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -209,9 +210,25 @@ class KeyValidator:
         self._cache[cache_key] = _Entry(outcome, self._clock())
 
 
+_DATED_SNAPSHOT = re.compile(r"-(\d{8}|\d{4}-\d{2}-\d{2})$")
+
+
+def offered(available: Iterable[str], model: str) -> bool:
+    """Whether ``model`` is among ``available``, directly or as the alias of a dated snapshot.
+
+    Providers list dated ids (``claude-sonnet-4-5-20250929``) and accept the undated alias
+    (``claude-sonnet-4-5``) in requests, so an allow-list may name either.
+    """
+    return any(
+        name == model or (name.startswith(model) and _DATED_SNAPSHOT.fullmatch(name[len(model) :]))
+        for name in available
+    )
+
+
 def _check_allowed(validated: ValidatedKey, allowed_models: Sequence[str]) -> None:
-    available = set(validated.models)
-    missing = [model for model in dict.fromkeys(allowed_models) if model not in available]
+    missing = [
+        model for model in dict.fromkeys(allowed_models) if not offered(validated.models, model)
+    ]
     if not missing:
         return
     suggestions = {}

@@ -1,0 +1,891 @@
+"""Chaos: 30 tenants through enable -> rotate provider key -> rotate virtual key -> revert to
+Platform -> delete, while a background thread SIGKILLs and restarts the operator at random
+moments and LiteLLM is restarted once on an EMPTY database in the middle.
+
+At the end every DESIGN §5 invariant is checked by asking LiteLLM (admin API) and the API
+server, never by reading the operator's own status:
+
+- exactly one live virtual key per tenant once grace windows are over; it is the one in
+  ``<name>-llm-gateway``, it works, and it reaches the provider with the platform's key;
+- no orphaned gateway objects (credentials, deployments, keys) of these tenants, and nothing
+  carrying their uids once their TenantLLMConfigs are deleted;
+- no planted provider key or issued virtual key in operator logs, events, TenantLLMConfigs or
+  Secret metadata (nor in plaintext in the operator's vault Secrets);
+- every virtual key names its models explicitly, and during BYOK one tenant's key cannot call
+  another tenant's deployments.
+
+The seed is printed; ``BYOK_CHAOS_SEED=<n>`` replays the same tenant mix and kill gaps (wall
+clock timing still varies). ``BYOK_CHAOS_TENANTS`` changes the tenant count (default 30).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import json
+import os
+import random
+import re
+import secrets
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from harness.cluster import Cluster, delete_namespace
+from harness.e2e import Tenants, canary
+from harness.litellm import LiteLLMTestbed, restart
+from harness.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
+from harness.waiting import wait_for
+from stubs.provider_stub import ProviderStub, fingerprint_of
+
+pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
+
+TENANT_COUNT = int(os.environ.get("BYOK_CHAOS_TENANTS", "30"))
+NAMESPACE_COUNT = 3
+OPENAI_MODEL = "gpt-4o-mini"
+ANTHROPIC_MODEL = "claude-3-5-sonnet-20241022"
+GRACE = "5s"
+FIELD_MANAGER = "chaos-test"
+ROTATE_ANNOTATION = "llm.byok.io/rotate-virtual-key"
+GATEWAY_KEY_FIELD = "LITELLM_API_KEY"
+
+FIRST_KILL_WITHIN = 4.0  # seconds after a phase's change is applied
+KILL_GAP = (2.0, 7.0)  # seconds between a restart completing and the next SIGKILL
+STORM = (12.0, 20.0)  # how long kills continue once a phase starts
+CONVERGE_TIMEOUT = 120.0  # per phase, after its storm
+SETTLE_TIMEOUT = 60.0
+
+_ANSWERED_WITH = re.compile(r"answered with key (sha256:[0-9a-f]+)")
+
+
+# --- the operator killer -------------------------------------------------------------------
+
+
+@dataclass
+class Kill:
+    at: float  # seconds since the chaos began
+    phase: str
+    restart_seconds: float
+
+
+class Chaos:
+    """A background thread that, while armed, SIGKILLs the operator at random moments and
+    starts it again (waiting for its startup line each time)."""
+
+    def __init__(self, operator: OperatorProcess, rng: random.Random, t0: float) -> None:
+        self.operator = operator
+        self.rng = rng
+        self.phase = "setup"
+        self.kills: list[Kill] = []
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._until = 0.0
+        self._fresh = False
+        self._stop = threading.Event()
+        self._t0 = t0
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Chaos:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start the killer thread (disarmed: nothing happens until ``storm``)."""
+        assert self._thread is None, "the killer already runs"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chaos-killer", daemon=True)
+        self._thread.start()
+
+    def storm(self, seconds: float) -> None:
+        """Keep killing for ``seconds`` from now; the first kill comes within a few seconds."""
+        with self._lock:
+            self._until = time.monotonic() + seconds
+            self._fresh = True
+
+    def calm(self) -> None:
+        with self._lock:
+            self._until = 0.0
+
+    def close(self) -> None:
+        """Stop the thread and leave the operator running (other tests share it)."""
+        self.calm()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)
+            self._thread = None
+        self._ensure_running()
+
+    def _run(self) -> None:
+        next_kill: float | None = None
+        while not self._stop.is_set():
+            now = time.monotonic()
+            with self._lock:
+                until, fresh, self._fresh = self._until, self._fresh, False
+            if now >= until:
+                next_kill = None
+                self._stop.wait(0.05)
+                continue
+            if fresh or next_kill is None:
+                next_kill = now + self.rng.uniform(0, FIRST_KILL_WITHIN)
+            if now < next_kill:
+                self._stop.wait(min(0.02, next_kill - now))
+                continue
+            self._kill_and_restart()
+            next_kill = time.monotonic() + self.rng.uniform(*KILL_GAP)
+
+    def _kill_and_restart(self) -> None:
+        began = time.monotonic()
+        self.operator.kill()
+        self._ensure_running()
+        self.kills.append(Kill(began - self._t0, self.phase, time.monotonic() - began))
+
+    def _ensure_running(self) -> None:
+        for _ in range(3):
+            proc = self.operator.proc
+            if proc is not None and proc.poll() is None:
+                return
+            try:
+                self.operator.start()
+                return
+            except AssertionError as exc:  # the operator died at startup: note it, try again
+                self.errors.append(str(exc)[-2000:])
+        raise AssertionError("the operator does not start any more:\n" + "\n".join(self.errors))
+
+
+# --- tenants and what the test knows about them ---------------------------------------------
+
+
+@dataclass
+class Tenant:
+    namespace: str
+    name: str
+    anthropic: bool
+    uid: str = ""
+    openai_key: str = ""
+    anthropic_key: str = ""
+    vk: str | None = None  # the virtual key the agents were last seen using successfully
+    retired_vks: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def secret(self) -> str:
+        return f"{self.name}-keys"
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def provider_keys(self) -> dict[str, str]:
+        keys = {"openai": self.openai_key}
+        if self.anthropic:
+            keys["anthropic"] = self.anthropic_key
+        return keys
+
+
+def secret_object(t: Tenant) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": t.secret,
+            "namespace": t.namespace,
+            "labels": {"llm.byok.io/credentials": "true"},
+        },
+        "stringData": t.provider_keys(),
+    }
+
+
+def tlc_object(t: Tenant, mode: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"mode": mode, "rotation": {"gracePeriod": GRACE}}
+    if mode == "BYOK":
+        providers: dict[str, Any] = {
+            "openai": {"secretRef": {"name": t.secret, "key": "openai"}, "models": [OPENAI_MODEL]}
+        }
+        if t.anthropic:
+            providers["anthropic"] = {
+                "secretRef": {"name": t.secret, "key": "anthropic"},
+                "models": [ANTHROPIC_MODEL],
+            }
+        spec["providers"] = providers
+    else:
+        spec["platform"] = {"budget": {"maxUSD": "10", "period": "30d"}}
+    return {
+        "apiVersion": "llm.byok.io/v1alpha1",
+        "kind": "TenantLLMConfig",
+        "metadata": {"name": t.name, "namespace": t.namespace},
+        "spec": spec,
+    }
+
+
+def apply_all(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> None:
+    """One server-side apply for many objects (client-side apply would copy Secret data into
+    the last-applied annotation)."""
+    body = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+    cluster.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        f"--field-manager={FIELD_MANAGER}",
+        "-f",
+        "-",
+        input=json.dumps(body),
+        timeout=120,
+    )
+
+
+def gateway_secrets(cluster: Cluster, namespaces: Iterable[str]) -> dict[str, str]:
+    """``namespace/name`` -> the virtual key published in ``<name>-llm-gateway``."""
+    found: dict[str, str] = {}
+    for ns in namespaces:
+        items = json.loads(cluster.kubectl("get", "secrets", "-n", ns, "-o", "json").stdout)
+        for item in items["items"]:
+            name = item["metadata"]["name"]
+            raw = (item.get("data") or {}).get(GATEWAY_KEY_FIELD)
+            if name.endswith("-llm-gateway") and raw:
+                found[f"{ns}/{name.removesuffix('-llm-gateway')}"] = base64.b64decode(raw).decode()
+    return found
+
+
+def token_of(virtual_key: str) -> str:
+    """What LiteLLM stores for a virtual key (sha256 hex)."""
+    return hashlib.sha256(virtual_key.encode()).hexdigest()
+
+
+# --- what LiteLLM says --------------------------------------------------------------------
+
+
+@dataclass
+class Snapshot:
+    keys: list[dict[str, Any]]
+    deployments: list[dict[str, Any]]
+    credentials: list[dict[str, Any]]
+
+    @classmethod
+    def take(cls, tenants: Tenants) -> Snapshot:
+        return cls(
+            tenants.paged("/key/list", "keys", return_full_object="true"),
+            tenants.paged("/v2/model/info", "data"),
+            list(tenants.admin("GET", "/credentials").get("credentials") or []),
+        )
+
+    def of(self, uid: str) -> dict[str, list[dict[str, Any]]]:
+        """Everything in LiteLLM that mentions ``uid`` anywhere (alias, id, metadata, credential)."""
+        return {
+            "keys": [k for k in self.keys if uid in json.dumps(k)],
+            "deployments": [d for d in self.deployments if uid in json.dumps(d)],
+            "credentials": [c for c in self.credentials if uid in json.dumps(c)],
+        }
+
+    @staticmethod
+    def names(objects: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
+        return {
+            "keys": [str(k.get("key_alias") or k.get("token")) for k in objects["keys"]],
+            "deployments": [
+                str((d.get("model_info") or {}).get("id")) for d in objects["deployments"]
+            ],
+            "credentials": [str(c.get("credential_name")) for c in objects["credentials"]],
+        }
+
+
+@dataclass
+class Call:
+    status: int | None
+    fingerprint: str | None
+    error: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.status} via {self.fingerprint}" if self.status else self.error
+
+
+def agent_call(tenants: Tenants, key: str, model: str) -> Call:
+    """An agent's chat call; the provider stand-in names the fingerprint of the key it got."""
+    try:
+        response = tenants.chat(key, model)
+    except httpx.HTTPError as exc:
+        return Call(None, None, f"{type(exc).__name__}")
+    found = _ANSWERED_WITH.search(response.text) if response.status_code == 200 else None
+    return Call(response.status_code, found.group(1) if found else None)
+
+
+def litellm_healthy(litellm: LiteLLMTestbed) -> bool:
+    try:
+        return httpx.get(f"{litellm.url}/health/liveliness", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# --- convergence: outside-in probes, polled round-robin ------------------------------------
+
+
+@dataclass
+class Round:
+    """What one polling round reads once for all tenants."""
+
+    vks: dict[str, str]
+    snapshot: Snapshot | None = None
+
+
+Probe = Callable[[Tenant, Round], str | None]  # None: converged; else why not yet
+
+
+def converge(
+    what: str,
+    population: list[Tenant],
+    probe: Probe,
+    *,
+    read: Callable[[], Round],
+    timeout: float,
+    evidence: Callable[[Tenant], str],
+) -> float:
+    """Poll ``probe`` for every tenant until all pass; returns the seconds it took."""
+    began = time.monotonic()
+    pending = list(population)
+    why: dict[str, str] = {}
+    while pending:
+        try:
+            current = read()
+        except (httpx.HTTPError, subprocess.SubprocessError) as exc:  # LiteLLM restarting
+            why = {t.label: f"read failed: {type(exc).__name__}" for t in pending}
+            current = None
+        if current is not None:
+            still = []
+            for t in pending:
+                reason = probe(t, current)
+                if reason is not None:
+                    why[t.label] = reason
+                    still.append(t)
+            pending = still
+        if not pending:
+            break
+        if time.monotonic() - began > timeout:
+            detail = "\n".join(f"  {t.label} ({t.uid}): {why.get(t.label)}" for t in pending)
+            raise AssertionError(
+                f"{what}: {len(pending)}/{len(population)} tenants did not converge in "
+                f"{timeout:.0f}s:\n{detail}\n{evidence(pending[0])}"
+            )
+        time.sleep(1.0)
+    return time.monotonic() - began
+
+
+# --- the test ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # ~5 min here; the suite default (600 s) includes session setup
+def test_chaos_thirty_tenants_through_the_whole_lifecycle(
+    tenants: Tenants,
+    namespace: str,
+    operator: OperatorProcess,
+    provider_stub: ProviderStub,
+    litellm: LiteLLMTestbed,
+) -> None:
+    seed = int(os.environ.get("BYOK_CHAOS_SEED") or secrets.randbits(32))
+    print(f"\n[chaos] seed {seed} (replay with BYOK_CHAOS_SEED={seed})", flush=True)
+    cluster = tenants.cluster
+    namespaces = [namespace] + [f"{namespace}-{i}" for i in range(1, NAMESPACE_COUNT)]
+    for ns in namespaces[1:]:
+        cluster.kubectl("create", "namespace", ns)
+    started = time.monotonic()
+    try:
+        with Chaos(operator, random.Random(seed ^ 0x5EED), started) as chaos:
+            try:
+                Scenario(
+                    tenants, namespaces, operator, provider_stub, litellm, chaos, seed, started
+                ).run()
+            except AssertionError as exc:
+                exc.args = (f"[BYOK_CHAOS_SEED={seed}] {exc.args[0] if exc.args else ''}",)
+                raise
+    finally:
+        if not litellm_healthy(litellm):  # leave the shared gateway up for the next tests
+            restart(litellm)
+        for ns in namespaces[1:]:
+            delete_namespace(cluster, ns)
+
+
+class Scenario:
+    """The phases, the outside-in probes that tell when each has converged, and the checks."""
+
+    def __init__(
+        self,
+        tenants: Tenants,
+        namespaces: list[str],
+        operator: OperatorProcess,
+        provider_stub: ProviderStub,
+        litellm: LiteLLMTestbed,
+        chaos: Chaos,
+        seed: int,
+        started: float,
+    ) -> None:
+        self.tenants = tenants
+        self.cluster = tenants.cluster
+        self.namespaces = namespaces
+        self.operator = operator
+        self.stub = provider_stub
+        self.litellm = litellm
+        self.chaos = chaos
+        self.rng = random.Random(seed)
+        self.started = started
+        self.phases: dict[str, float] = {}
+        self.planted: list[str] = [PLATFORM_KEY]
+        self.issued: set[str] = set()
+        self.violations: list[str] = []
+        self.platform_fp = fingerprint_of(PLATFORM_KEY)
+        self.population = [
+            Tenant(namespaces[i % len(namespaces)], f"chaos-{i:02d}", self.rng.random() < 0.4)
+            for i in range(TENANT_COUNT)
+        ]
+        # The isolation pairs need an owner with both providers.
+        self.population[0].anthropic = True
+
+    # --- the story -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        rng, chaos, population = self.rng, self.chaos, self.population
+
+        self.phase("setup")  # every tenant in Platform mode, their key Secrets in place
+        self.plant_keys()
+        apply_all(self.cluster, [secret_object(t) for t in population])
+        apply_all(self.cluster, [tlc_object(t, "Platform") for t in population])
+        for t in population:
+            obj = self.tenants.get(t.namespace, t.name)
+            assert obj is not None
+            t.uid = obj["metadata"]["uid"]
+        self.converge("setup (Platform)", self.replaced(self.on_platform))
+
+        self.phase("enable", rng.uniform(*STORM))
+        apply_all(self.cluster, [tlc_object(t, "BYOK") for t in population])
+        self.converge("enable", self.replaced(self.on_own_keys))
+        self.violations += byok_checks(self.tenants, self.stub, population)
+
+        self.phase("rotate-provider-keys", rng.uniform(*STORM) + 40)
+        before = {t.label: t.vk for t in population}
+        self.plant_keys()
+        apply_all(self.cluster, [secret_object(t) for t in population])
+        pause_until(time.monotonic() + rng.uniform(0, 6))
+        began = time.monotonic()
+        restart(self.litellm)  # on an EMPTY database: the operator must rebuild everything
+        self.litellm_restart = time.monotonic() - began
+        print(f"[chaos] LiteLLM restarted (empty database) in {self.litellm_restart:.1f}s")
+        chaos.storm(rng.uniform(*STORM))
+        self.converge("rotate provider keys", self.kept(self.on_own_keys))
+        after = gateway_secrets(self.cluster, self.namespaces)
+        for t in population:
+            if after.get(t.label) != before[t.label]:
+                self.violations.append(
+                    f"{t.label}: rotating the provider key replaced the agents' virtual key "
+                    "(it should stay and keep working)"
+                )
+
+        self.phase("rotate-virtual-keys", rng.uniform(*STORM))
+        value = f"chaos-{rng.getrandbits(32):08x}"
+        for ns in self.namespaces:
+            self.cluster.kubectl(
+                "annotate", "tlc", "--all", "-n", ns, "--overwrite", f"{ROTATE_ANNOTATION}={value}"
+            )
+        self.converge("rotate virtual keys", self.replaced(self.on_own_keys))
+
+        self.phase("revert", rng.uniform(*STORM))
+        apply_all(self.cluster, [tlc_object(t, "Platform") for t in population])
+        self.converge("revert", self.replaced(self.on_platform, byok_gone=True), snapshot=True)
+
+        self.phase("settle")  # no more kills; grace windows end
+        chaos.calm()
+        try:
+            self.settle_seconds = self.converge(
+                "settle (one key each, no BYOK objects)",
+                self.settled,
+                snapshot=True,
+                timeout=SETTLE_TIMEOUT,
+            )
+        except AssertionError as exc:
+            self.violations.append(str(exc))
+            self.settle_seconds = SETTLE_TIMEOUT
+
+        self.phase("verify")
+        self.violations += final_checks(
+            self.tenants, self.cluster, self.namespaces, population, self.evidence
+        )
+        tlcs_text = self.cluster.kubectl("get", "tlc", "-A", "-o", "json").stdout
+        vault_text = vault_plaintext(self.cluster)
+
+        self.phase("delete", rng.uniform(*STORM))
+        uids = {t.uid: t for t in population}
+        for ns in self.namespaces:
+            self.cluster.kubectl("delete", "tlc", "--all", "-n", ns, "--wait=false")
+        wait_for(
+            self.all_deleted,
+            timeout=STORM[1] + CONVERGE_TIMEOUT,
+            interval=1.0,
+            what="every TenantLLMConfig deleted (finalizers done)",
+            describe=lambda: self.cluster.kubectl("get", "tlc", "-A").stdout,
+        )
+        self.phase("sweep")
+        chaos.close()  # the operator stays up, so an orphan sweep could still help
+        left_now = leftovers(self.tenants, self.cluster, self.namespaces, uids)
+        if left_now:
+            try:
+                wait_for(
+                    lambda: not leftovers(self.tenants, self.cluster, self.namespaces, uids),
+                    timeout=30,
+                    interval=1.0,
+                    what="orphans swept",
+                )
+                print(
+                    f"[chaos] note: right after deletion {json.dumps(left_now)[:2000]} "
+                    "remained; the orphan sweep removed them later",
+                    flush=True,
+                )
+            except AssertionError:
+                self.violations.append(
+                    "after deleting every TenantLLMConfig these remained (not swept in 30s): "
+                    + json.dumps(leftovers(self.tenants, self.cluster, self.namespaces, uids))[
+                        :4000
+                    ]
+                )
+
+        self.phase("canaries")
+        self.violations += canary_scan(
+            self.cluster, self.operator, tlcs_text, vault_text, self.planted, self.issued
+        )
+        self.phase("end")
+        self.summary()
+        assert not chaos.errors, "the operator failed to start during the chaos:\n" + "\n".join(
+            chaos.errors
+        )
+        assert chaos.kills, "no SIGKILL happened: the chaos did not run"
+        assert not self.violations, (
+            f"{len(self.violations)} invariant violation(s):\n" + "\n\n".join(self.violations)
+        )
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def phase(self, name: str, storm: float = 0.0) -> None:
+        self.chaos.phase = name
+        self.phases[name] = time.monotonic()
+        if storm:
+            self.chaos.storm(storm)
+        print(f"[chaos] {time.monotonic() - self.started:6.1f}s phase {name}", flush=True)
+
+    def plant_keys(self) -> None:
+        """Fresh canary provider keys for every tenant (the old ones stay planted)."""
+        for t in self.population:
+            t.openai_key = canary("openai")
+            t.anthropic_key = canary("anthropic") if t.anthropic else ""
+            self.planted.extend(k for k in (t.openai_key, t.anthropic_key) if k)
+
+    def read(self, snapshot: bool) -> Round:
+        vks = gateway_secrets(self.cluster, self.namespaces)
+        self.issued.update(vks.values())
+        return Round(vks, Snapshot.take(self.tenants) if snapshot else None)
+
+    def converge(
+        self,
+        what: str,
+        probe: Probe,
+        *,
+        snapshot: bool = False,
+        timeout: float = STORM[1] + CONVERGE_TIMEOUT,
+    ) -> float:
+        seconds = converge(
+            what,
+            self.population,
+            probe,
+            read=lambda: self.read(snapshot),
+            timeout=timeout,
+            evidence=self.evidence,
+        )
+        print(f"[chaos]   {what}: converged in {seconds:.1f}s", flush=True)
+        return seconds
+
+    def evidence(self, t: Tenant) -> str:
+        prefix = f"[{t.namespace}/{t.name}]"
+        lines = [line for line in self.operator.all_logs().splitlines() if prefix in line]
+        try:
+            objects: dict[str, list[str]] = Snapshot.names(Snapshot.take(self.tenants).of(t.uid))
+        except httpx.HTTPError as exc:
+            objects = {"error": [type(exc).__name__]}
+        return (
+            f"evidence for {t.label} uid {t.uid}:\n  LiteLLM: {objects}\n  operator log "
+            f"(last 25 of {len(lines)} lines):\n    " + "\n    ".join(lines[-25:])
+        )
+
+    def all_deleted(self) -> bool:
+        return not any(
+            json.loads(self.cluster.kubectl("get", "tlc", "-n", ns, "-o", "json").stdout)["items"]
+            for ns in self.namespaces
+        )
+
+    # --- probes: None when the tenant is where the phase should leave it -------------------
+
+    def on_own_keys(self, t: Tenant, vk: str, r: Round) -> str | None:
+        """Agents reach each provider carrying the tenant's current key."""
+        call = agent_call(self.tenants, vk, OPENAI_MODEL)
+        if call.status != 200 or call.fingerprint != fingerprint_of(t.openai_key):
+            return f"openai call: {call}"
+        if t.anthropic:
+            call = agent_call(self.tenants, vk, ANTHROPIC_MODEL)
+            if call.status != 200 or call.fingerprint != fingerprint_of(t.anthropic_key):
+                return f"anthropic call: {call}"
+        return None
+
+    def on_platform(self, t: Tenant, vk: str, r: Round) -> str | None:
+        call = agent_call(self.tenants, vk, OPENAI_MODEL)
+        if call.status != 200 or call.fingerprint != self.platform_fp:
+            return f"platform call: {call}"
+        return None
+
+    def replaced(
+        self, works: Callable[[Tenant, str, Round], str | None], byok_gone: bool = False
+    ) -> Probe:
+        """A new virtual key is published and works; every replaced one gets 401."""
+
+        def probe(t: Tenant, r: Round) -> str | None:
+            vk = r.vks.get(t.label)
+            if not vk or vk == t.vk:
+                return "new virtual key not published yet"
+            problem = works(t, vk, r)
+            if problem:
+                return f"new virtual key: {problem}"
+            if byok_gone:
+                assert r.snapshot is not None
+                left = Snapshot.names(r.snapshot.of(t.uid))
+                if left["credentials"] or left["deployments"]:
+                    return f"BYOK objects left in LiteLLM: {left}"
+            retired = [k for k in [*t.retired_vks, t.vk] if k]
+            for old in retired:
+                call = agent_call(self.tenants, old, OPENAI_MODEL)
+                if call.status != 401:
+                    return f"a replaced virtual key still answers {call}"
+            t.retired_vks, t.vk = retired, vk
+            return None
+
+        return probe
+
+    def kept(self, works: Callable[[Tenant, str, Round], str | None]) -> Probe:
+        """The same virtual key is published and works."""
+
+        def probe(t: Tenant, r: Round) -> str | None:
+            vk = r.vks.get(t.label)
+            if not vk:
+                return "no virtual key published"
+            return works(t, vk, r)
+
+        return probe
+
+    def settled(self, t: Tenant, r: Round) -> str | None:
+        assert r.snapshot is not None
+        mine = Snapshot.names(r.snapshot.of(t.uid))
+        if len(mine["keys"]) != 1 or mine["credentials"] or mine["deployments"]:
+            return f"LiteLLM holds {mine}"
+        return None
+
+    def summary(self) -> None:
+        kills, names = self.chaos.kills, list(self.phases)
+        both = sum(1 for t in self.population if t.anthropic)
+        lines = [
+            f"[chaos] summary: {len(self.population)} tenants in {len(self.namespaces)} "
+            f"namespaces ({both} with anthropic too), {len(kills)} SIGKILLs, 1 LiteLLM restart"
+        ]
+        for name, nxt in itertools.pairwise(names):
+            count = sum(1 for k in kills if k.phase == name)
+            took = self.phases[nxt] - self.phases[name]
+            lines.append(f"[chaos]   {name:<22} {took:6.1f}s  kills {count}")
+        restarts = [k.restart_seconds for k in kills]
+        if restarts:
+            lines.append(
+                "[chaos]   operator restart after SIGKILL: "
+                f"median {statistics.median(restarts):.1f}s, max {max(restarts):.1f}s"
+            )
+        lines.append(
+            f"[chaos]   LiteLLM restart {self.litellm_restart:.1f}s; "
+            f"settle {self.settle_seconds:.1f}s"
+        )
+        lines.append(f"[chaos]   kill moments (s): {', '.join(f'{k.at:.1f}' for k in kills)}")
+        lines.append(f"[chaos]   total {time.monotonic() - self.started:.1f}s")
+        print("\n".join(lines), flush=True)
+
+
+def pause_until(deadline: float) -> None:
+    """Wait for a chosen moment (a deadline, not a bare sleep: the moment is the point)."""
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def byok_checks(
+    tenants: Tenants, provider_stub: ProviderStub, population: list[Tenant]
+) -> list[str]:
+    """During BYOK: every key names only its tenant's deployments, and another tenant's key
+    cannot call them (nor reach the provider with their key)."""
+    violations: list[str] = []
+    snapshot = Snapshot.take(tenants)
+    for t in population:
+        assert t.vk
+        info = tenants.admin("GET", "/key/info", params={"key": t.vk}).get("info") or {}
+        models = info.get("models") or []
+        if not models:
+            violations.append(f"{t.label}: BYOK virtual key has no explicit models ({info})")
+        foreign = [m for m in models if t.uid[:8] not in m]
+        if foreign:
+            violations.append(f"{t.label}: BYOK virtual key names foreign models {foreign}")
+    same_namespace = [t for t in population if t.namespace == population[0].namespace]
+    other_namespace = [t for t in population if t.namespace != population[0].namespace]
+    pairs = [(population[0], same_namespace[1]), (population[1], population[0])]
+    if other_namespace:
+        pairs += [(population[0], other_namespace[0]), (other_namespace[0], population[0])]
+    for owner, intruder in pairs:
+        deployments = [d["model_name"] for d in snapshot.of(owner.uid)["deployments"]]
+        if not deployments:
+            violations.append(f"{owner.label}: no deployments found in LiteLLM during BYOK")
+        for model in deployments:
+            before = {k: len(provider_stub.requests(key=k)) for k in owner.provider_keys().values()}
+            assert intruder.vk
+            call = agent_call(tenants, intruder.vk, model)
+            after = {k: len(provider_stub.requests(key=k)) for k in owner.provider_keys().values()}
+            if call.status not in (401, 403) or before != after:
+                violations.append(
+                    f"{intruder.label}'s key called {owner.label}'s deployment {model}: {call}; "
+                    f"owner's key reached the provider: {before != after}"
+                )
+    print(f"[chaos] isolation checked for {len(pairs)} tenant pairs", flush=True)
+    return violations
+
+
+def final_checks(
+    tenants: Tenants,
+    cluster: Cluster,
+    namespaces: list[str],
+    population: list[Tenant],
+    evidence: Callable[[Tenant], str],
+) -> list[str]:
+    """DESIGN §5 after the storm, in Platform mode, asked of LiteLLM and the API server."""
+    violations: list[str] = []
+    snapshot = Snapshot.take(tenants)
+    vks = gateway_secrets(cluster, namespaces)
+    platform_fp = fingerprint_of(PLATFORM_KEY)
+    live_tokens: set[str] = set()
+    for t in population:
+        problems: list[str] = []
+        mine = snapshot.of(t.uid)
+        vk = vks.get(t.label)
+        if not vk:
+            problems.append("no virtual key in the gateway Secret")
+        keys = mine["keys"]
+        if len(keys) != 1:
+            problems.append(f"{len(keys)} live virtual keys: {Snapshot.names(mine)['keys']}")
+        if vk and keys and keys[0].get("token") != token_of(vk):
+            problems.append(
+                f"the live key {keys[0].get('key_alias')} is not the one in {t.name}-llm-gateway"
+            )
+        if vk:
+            live_tokens.add(token_of(vk))
+            call = agent_call(tenants, vk, OPENAI_MODEL)
+            if call.status != 200 or call.fingerprint != platform_fp:
+                problems.append(f"the published key does not reach the platform key: {call}")
+            info = tenants.admin("GET", "/key/info", params={"key": vk}).get("info") or {}
+            if not info.get("models"):
+                problems.append(f"the virtual key names no models: {info.get('models')!r}")
+            if not str(info.get("key_alias") or "").startswith(f"tlc-{t.uid}-"):
+                problems.append(f"unexpected alias {info.get('key_alias')!r}")
+        if mine["credentials"] or mine["deployments"]:
+            problems.append(f"BYOK objects left in Platform mode: {Snapshot.names(mine)}")
+        for old in t.retired_vks:
+            if old and old != vk and agent_call(tenants, old, OPENAI_MODEL).status != 401:
+                problems.append("a replaced virtual key still works")
+        if problems:
+            violations.append(f"{t.label}: " + "; ".join(problems) + "\n" + evidence(t))
+    # No keys besides the live ones: anything in LiteLLM tagged with these namespaces.
+    ours = [
+        k
+        for k in snapshot.keys
+        if any(f'"{ns}"' in json.dumps(k.get("metadata") or {}) for ns in namespaces)
+    ]
+    extra = [k.get("key_alias") for k in ours if k.get("token") not in live_tokens]
+    if extra:
+        violations.append(f"keys besides the live ones tagged with the test namespaces: {extra}")
+    print(
+        f"[chaos] verified {len(population)} tenants: {len(live_tokens)} live keys, "
+        f"{len(ours)} keys tagged with the test namespaces",
+        flush=True,
+    )
+    return violations
+
+
+def leftovers(
+    tenants: Tenants, cluster: Cluster, namespaces: list[str], uids: dict[str, Tenant]
+) -> dict[str, Any]:
+    """Anything carrying a deleted tenant's uid: LiteLLM objects, vault and gateway Secrets."""
+    snapshot = Snapshot.take(tenants)
+    found: dict[str, Any] = {}
+    for uid, t in uids.items():
+        objects = Snapshot.names(snapshot.of(uid))
+        if any(objects.values()):
+            found[t.label] = objects
+    vaults = json.loads(
+        cluster.kubectl("get", "secrets", "-n", OPERATOR_NAMESPACE, "-o", "json").stdout
+    )["items"]
+    stale = [
+        v["metadata"]["name"] for v in vaults if any(uid in v["metadata"]["name"] for uid in uids)
+    ]
+    if stale:
+        found["vault Secrets"] = stale
+    gateway = list(gateway_secrets(cluster, namespaces))
+    if gateway:
+        found["gateway Secrets"] = gateway
+    return found
+
+
+def vault_plaintext(cluster: Cluster) -> str:
+    """The decoded data of the operator's vault Secrets: encrypted copies only, never a key."""
+    items = json.loads(
+        cluster.kubectl("get", "secrets", "-n", OPERATOR_NAMESPACE, "-o", "json").stdout
+    )["items"]
+    return "\n".join(
+        base64.b64decode(v).decode(errors="replace")
+        for item in items
+        if item["metadata"]["name"].startswith("tlc-vault-")
+        for v in (item.get("data") or {}).values()
+    )
+
+
+def canary_scan(
+    cluster: Cluster,
+    operator: OperatorProcess,
+    tlcs_text: str,
+    vault_text: str,
+    planted: list[str],
+    issued: set[str],
+) -> list[str]:
+    secrets_all = json.loads(cluster.kubectl("get", "secrets", "-A", "-o", "json").stdout)["items"]
+    places = {
+        "operator logs": operator.all_logs(),
+        "events": cluster.kubectl("get", "events", "-A", "-o", "json").stdout,
+        "TenantLLMConfigs": tlcs_text + cluster.kubectl("get", "tlc", "-A", "-o", "json").stdout,
+        "Secret metadata": json.dumps([s["metadata"] for s in secrets_all]),
+        "vault Secrets (decoded)": vault_text,
+    }
+    keys = [k for k in [*planted, *issued] if k]
+    violations = []
+    for place, text in places.items():
+        for key in keys:
+            kind = "virtual key" if key in issued else "provider key"
+            if key in text or key[-12:] in text:
+                violations.append(f"a {kind} (fingerprint {fingerprint_of(key)}) is in the {place}")
+    print(
+        f"[chaos] canary scan: {len(planted)} provider keys, {len(issued)} virtual keys, "
+        f"{len(places)} places",
+        flush=True,
+    )
+    return violations
