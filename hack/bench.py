@@ -125,18 +125,16 @@ class Tenant:
     def secret_name(self) -> str:
         return f"{self.name}-openai"
 
-    def secret_body(self, labels: dict[str, str]) -> dict[str, Any]:
-        return {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {
-                "name": self.secret_name,
-                "namespace": self.namespace,
-                "labels": {**labels, CREDENTIALS_LABEL: "true"},
-            },
-            "type": "Opaque",
-            "stringData": {"openai": self.key or ""},
-        }
+    def secret_body(self, labels: dict[str, str]) -> client.V1Secret:
+        return client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=self.secret_name,
+                namespace=self.namespace,
+                labels={**labels, CREDENTIALS_LABEL: "true"},
+            ),
+            type="Opaque",
+            string_data={"openai": self.key or ""},
+        )
 
     def body(self, labels: dict[str, str]) -> dict[str, Any]:
         if self.mode == "BYOK":
@@ -214,9 +212,7 @@ def api_client(kubeconfig: Path, pool: int) -> client.ApiClient:
 def ensure_namespaces(core: client.CoreV1Api, names: list[str]) -> None:
     for name in names:
         try:
-            core.create_namespace(
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-            )
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
         except ApiException as exc:
             if exc.status != 409:
                 raise
@@ -319,7 +315,7 @@ def run_phase(
         try:
             if tenant.mode == "BYOK":
                 core.create_namespaced_secret(tenant.namespace, tenant.secret_body(labels))
-            created = custom.create_namespaced_custom_object(
+            created: dict[str, Any] = custom.create_namespaced_custom_object(  # type: ignore[assignment]
                 GROUP, VERSION, tenant.namespace, PLURAL, tenant.body(labels)
             )
             done.created = time.time()
@@ -422,7 +418,9 @@ def delete_phase_objects(
         core.delete_collection_namespaced_secret(namespace, label_selector=selector)
     deadline = time.time() + 60
     while time.time() < deadline:
-        left = custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector=selector)
+        left: dict[str, Any] = custom.list_cluster_custom_object(  # type: ignore[assignment]
+            GROUP, VERSION, PLURAL, label_selector=selector
+        )
         if not left.get("items"):
             return
         time.sleep(0.5)
@@ -686,11 +684,29 @@ def render_table(report: dict[str, Any]) -> str:
         )
     )
 
+    calls = op.get("litellm_requests") or {}
+    if calls:
+        rows.append(
+            ("LiteLLM requests (per tenant)", "-", f"{calls['total']} ({calls['per_tenant']})", "")
+        )
+    probe = op.get("litellm_probe_s") or {}
+    if probe.get("count"):
+        rows.append(
+            (
+                "LiteLLM /health probe p50/max (s)",
+                "-",
+                f"{_fmt(probe.get('p50'))}/{_fmt(probe.get('max'))}",
+                "",
+            )
+        )
+
     width = max(len(r[0]) for r in rows)
+    load = cfg.get("loadavg_1m") or {}
     header = (
         f"byok-operator bench: {cfg['tenants']} tenants ({cfg['byok_tenants']} BYOK, "
         f"{cfg['tenants'] - cfg['byok_tenants']} Platform) in {cfg['namespaces']} namespaces, "
-        f"{cfg['workers']} apply workers, {cfg['cpus']} CPUs"
+        f"{cfg['workers']} apply workers, {cfg['cpus']} CPUs, "
+        f"load {_fmt(load.get('start'))} -> {_fmt(load.get('end'))}"
     )
     lines = [header, f"{'':{width}}  {'baseline':>12}  {'operator':>14}  {'op/base':>8}"]
     lines.append("-" * (width + 42))
@@ -698,6 +714,11 @@ def render_table(report: dict[str, Any]) -> str:
     handlers = (op.get("operator_log") or {}).get("handlers") or {}
     if handlers:
         lines.append("operator log: " + ", ".join(f"{k} x{v}" for k, v in sorted(handlers.items())))
+    log = op.get("operator_log") or {}
+    if log.get("periodic_passes"):
+        lines.append(f"operator log: periodic passes x{log['periodic_passes']}")
+    for kind, count in list((log.get("error_kinds") or {}).items())[:5]:
+        lines.append(f"operator ERROR x{count}: {kind}")
     stub = op.get("provider_stub") or {}
     if stub:
         lines.append(
@@ -792,6 +813,7 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
     assert parts.cluster is not None
     assert parts.operator is not None
     run_id = secrets.token_hex(3)
+    load_start = round(os.getloadavg()[0], 2)  # the machine may be shared: say how busy it was
     fraction: float = args.mix
     apply_client = api_client(parts.cluster.kubeconfig, args.workers + 4)
     watch_client = api_client(parts.cluster.kubeconfig, 4)
@@ -873,6 +895,7 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
             "cluster": "external" if parts.cluster.external else "local kube-apiserver + etcd",
             "litellm": "external" if parts.testbed and parts.testbed.external else "test bed",
             "setup": parts.notes,
+            "loadavg_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
             "run_id": run_id,
             "git": _git_state(),
         },

@@ -136,7 +136,7 @@ class ReadyWatcher:
     # --- internals ---
 
     def _relist(self) -> str:
-        result = self._api.list_cluster_custom_object(
+        result: dict[str, Any] = self._api.list_cluster_custom_object(  # type: ignore[assignment]
             GROUP, VERSION, PLURAL, label_selector=self._selector
         )
         now = time.time()
@@ -154,9 +154,9 @@ class ReadyWatcher:
                 self._changed.notify_all()
 
     def _watch_once(self, rv: str) -> str:
-        stream = watch.Watch()
+        stream = watch.Watch()  # type: ignore[no-untyped-call]
         try:
-            for event in stream.stream(
+            for event in stream.stream(  # type: ignore[no-untyped-call]
                 self._api.list_cluster_custom_object,
                 GROUP,
                 VERSION,
@@ -186,7 +186,7 @@ class ReadyWatcher:
                 return self._relist()
             raise
         finally:
-            stream.stop()
+            stream.stop()  # type: ignore[no-untyped-call]
         return rv
 
     def _record(self, obj: Mapping[str, Any], now: float) -> None:
@@ -349,18 +349,32 @@ LOG_LINE = re.compile(
 )
 
 
+# Object names, uids and hashes vary per tenant: collapse them so equal problems group.
+_VARYING = re.compile(r"(byok|tlc|op|base)-[0-9a-z-]+|[0-9a-f]{8}-[0-9a-f-]{27}|sha256:[0-9a-f]+")
+
+
+def error_kind(line: str) -> str:
+    """An ERROR line without its time, object and ids: '... failed temporarily: LiteLLM ...'."""
+    text = re.sub(r"^\[[^\]]*\] ", "", line.strip())  # the kopf object prefix [ns/name]
+    return _VARYING.sub("*", text).strip()[:300]
+
+
 @dataclass
 class LogCounts:
     handlers: Counter[str] = field(default_factory=Counter)
     levels: Counter[str] = field(default_factory=Counter)
+    error_kinds: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    periodic_passes: int = 0
     lines: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "lines": self.lines,
             "handlers": dict(self.handlers),
+            "periodic_passes": self.periodic_passes,
             "levels": dict(self.levels),
+            "error_kinds": dict(self.error_kinds.most_common(10)),
             "first_errors": self.errors[:10],
         }
 
@@ -382,8 +396,12 @@ def count_log(path: Path, since: float | None = None) -> LogCounts:
             counts.lines += 1
             level = match.group(2) or match.group(3)
             counts.levels[level] += 1
-            if level in ("ERROR", "CRITICAL") and len(counts.errors) < 50:
-                counts.errors.append(line.strip()[:400])
+            if level in ("ERROR", "CRITICAL"):
+                counts.error_kinds[error_kind(line[match.end() :])] += 1
+                if len(counts.errors) < 50:
+                    counts.errors.append(line.strip()[:400])
+            if "Periodic pass done" in line:
+                counts.periodic_passes += 1
             handler = HANDLER_LINE.search(line)
             if handler:
                 counts.handlers[f"{handler.group(1)} '{handler.group(2)}' {handler.group(3)}"] += 1

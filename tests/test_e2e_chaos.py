@@ -89,6 +89,7 @@ class Chaos:
         self._lock = threading.Lock()
         self._until = 0.0
         self._fresh = False
+        self._first_within = FIRST_KILL_WITHIN
         self._stop = threading.Event()
         self._t0 = t0
         self._thread: threading.Thread | None = None
@@ -107,10 +108,11 @@ class Chaos:
         self._thread = threading.Thread(target=self._run, name="chaos-killer", daemon=True)
         self._thread.start()
 
-    def storm(self, seconds: float) -> None:
-        """Keep killing for ``seconds`` from now; the first kill comes within a few seconds."""
+    def storm(self, seconds: float, first_within: float = FIRST_KILL_WITHIN) -> None:
+        """Keep killing for ``seconds`` from now; the first kill within ``first_within``."""
         with self._lock:
             self._until = time.monotonic() + seconds
+            self._first_within = first_within
             self._fresh = True
 
     def calm(self) -> None:
@@ -132,12 +134,13 @@ class Chaos:
             now = time.monotonic()
             with self._lock:
                 until, fresh, self._fresh = self._until, self._fresh, False
+                first_within = self._first_within
             if now >= until:
                 next_kill = None
                 self._stop.wait(0.05)
                 continue
             if fresh or next_kill is None:
-                next_kill = now + self.rng.uniform(0, FIRST_KILL_WITHIN)
+                next_kill = now + self.rng.uniform(0, first_within)
             if now < next_kill:
                 self._stop.wait(min(0.02, next_kill - now))
                 continue
@@ -518,10 +521,11 @@ class Scenario:
         tlcs_text = self.cluster.kubectl("get", "tlc", "-A", "-o", "json").stdout
         vault_text = vault_plaintext(self.cluster)
 
-        self.phase("delete", rng.uniform(*STORM))
+        self.phase("delete")
         uids = {t.uid: t for t in population}
         for ns in self.namespaces:
             self.cluster.kubectl("delete", "tlc", "--all", "-n", ns, "--wait=false")
+        chaos.storm(rng.uniform(*STORM), first_within=1.5)  # while finalizers run
         wait_for(
             self.all_deleted,
             timeout=STORM[1] + CONVERGE_TIMEOUT,

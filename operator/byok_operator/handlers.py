@@ -28,6 +28,8 @@ from byok_operator.settings import Settings, SettingsError
 from byok_operator.tenant import Deps, Outcome, Reconciler
 
 TLC = (api.GROUP, api.VERSION, api.PLURAL)
+# Who acted, in audit records of what the operator did on its own (repairs, schedules).
+PERIODIC_ACTOR = f"{api.MANAGER} (periodic pass)"
 
 
 @kopf.on.startup()
@@ -124,14 +126,12 @@ async def credentials_changed(
 @kopf.on.resume(*TLC)
 @kopf.on.create(*TLC)
 @kopf.on.update(*TLC)
-async def reconcile(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
-) -> None:
+async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo.reconciler
     outcome = await reconciler.run(
         _ref(body), body.get("spec") or {}, body.get("status") or {}, _rotate_request(body)
     )
-    _report(outcome, body, patch, logger)
+    _report(outcome, body, patch, actor=_actor(body["metadata"]))
     if outcome.retry_after is not None:
         raise kopf.TemporaryError(outcome.retry_message or "retrying", delay=outcome.retry_after)
 
@@ -146,15 +146,15 @@ async def periodic(
         _ref(body), body.get("spec") or {}, body.get("status") or {}, _rotate_request(body)
     )
     if outcome is not None:
-        _report(outcome, body, patch, logger)
+        _report(outcome, body, patch, actor=PERIODIC_ACTOR)
         logger.info("Periodic pass done (grace periods, drift, spend, re-validation when due).")
 
 
 @kopf.on.delete(*TLC)
-async def delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo.reconciler
     for event in await reconciler.delete(_ref(body)):
-        _audit(body, event, logger)
+        _audit(body, event, actor=_actor(body["metadata"]))
 
 
 def _ref(body: kopf.Body) -> TenantRef:
@@ -166,13 +166,13 @@ def _rotate_request(body: kopf.Body) -> str | None:
     return (body["metadata"].get("annotations") or {}).get(api.ROTATE_VIRTUAL_KEY_ANNOTATION)
 
 
-def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger) -> None:
+def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, *, actor: str | None) -> None:
     patch.status.update(outcome.status)
     for event in outcome.audits:
-        _audit(body, event, logger)
+        _audit(body, event, actor=actor)
 
 
-def _audit(body: kopf.Body, event: AuditEvent, logger: kopf.Logger) -> None:
+def _audit(body: kopf.Body, event: AuditEvent, *, actor: str | None) -> None:
     spec = body.get("spec") or {}
     meta = body["metadata"]
     record = audit_record(
@@ -180,7 +180,7 @@ def _audit(body: kopf.Body, event: AuditEvent, logger: kopf.Logger) -> None:
         namespace=meta["namespace"],
         name=meta["name"],
         tenant_id=spec.get("tenantId") or meta["name"],
-        actor=_actor(meta),
+        actor=actor,
         now=datetime.now(UTC),
     )
     log_audit(record)

@@ -96,9 +96,10 @@ class Maintenance:
                 owner = f"{secret.labels.get(api.TENANT_NAMESPACE_LABEL)}/{secret.labels.get(api.TENANT_NAME_LABEL)}"
                 failed.append(owner)
                 logger.warning(
-                    "Vault Secret %s (tenant %s) has a copy no configured encryption key opens; "
-                    "the tenant reports DecryptionFailed until the key is added back or its "
-                    "Secret is re-applied.",
+                    "Vault Secret %s (tenant %s) has a copy no configured encryption key opens. "
+                    "The tenant's next periodic pass re-encrypts its provider key from its Secret "
+                    "and issues a new virtual key; if the Secret no longer holds the committed "
+                    "key, it reports DecryptionFailed until the old encryption key is added back.",
                     secret.name,
                     owner,
                 )

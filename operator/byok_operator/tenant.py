@@ -61,6 +61,8 @@ from byok_operator.status import (
 
 STATE_KEY = "state.json"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# The least time an old virtual key keeps working when the operator, not an admin, replaces it.
+UNPLANNED_ROTATION_GRACE = timedelta(minutes=2)
 
 
 @dataclass
@@ -538,7 +540,11 @@ class Reconciler:
             record.tokens.get(f"vk.{live.alias}", "")
         ):
             reason = "the stored copy of the live virtual key cannot be decrypted"
-            return await self._issue_key(ref, spec, record, shape, rotate_request, reason, now)
+            # Agents did not ask for this rotation: give them time to re-read their Secret.
+            grace = max(spec.rotation.grace_period, UNPLANNED_ROTATION_GRACE)
+            return await self._issue_key(
+                ref, spec, record, shape, rotate_request, reason, now, grace=grace
+            )
         if plan.issue:
             return await self._issue_key(ref, spec, record, shape, rotate_request, plan.reason, now)
         live = record.state.live()
@@ -558,6 +564,7 @@ class Reconciler:
                 AuditEvent(
                     AuditAction.GATEWAY_REPAIRED,
                     "The gateway had lost the tenant's virtual key; re-created it with the same value.",
+                    warning=True,
                 )
             )
         elif plan.update_live:
@@ -579,6 +586,8 @@ class Reconciler:
         rotate_request: str | None,
         reason: str,
         now: datetime,
+        *,
+        grace: timedelta | None = None,
     ) -> list[AuditEvent]:
         pending = record.state.pending()
         if pending is not None and (
@@ -617,9 +626,8 @@ class Reconciler:
         _replace_key(record, pending.model_copy(update={"token": token, "issued_at": now}))
         await self._publish(ref, value)
         previous = record.state.live()
-        record.state = promote(
-            record.state, pending.alias, now=now, grace=spec.rotation.grace_period
-        )
+        grace = spec.rotation.grace_period if grace is None else grace
+        record.state = promote(record.state, pending.alias, now=now, grace=grace)
         updates: dict[str, Any] = {"rotate_request": rotate_request}
         if previous is None or previous.mode is not shape.mode:
             updates["enabled_since"] = now
