@@ -264,6 +264,13 @@ class Phase:
         last_ready = max(ready_at.values(), default=None)
         span = (last_ready - self.began) if last_ready is not None else None
         errors = [f"{a.ref}: {a.error}" for a in self.applied if a.error]
+        modes = {t.ref: t.mode for t in self.tenants}
+        by_mode = {
+            mode: _rounded(
+                summary([max(0.0, ready_at[r] - created[r]) for r in ready_at if modes[r] == mode])
+            )
+            for mode in sorted(set(modes.values()))
+        }
         return {
             "phase": self.name,
             "tenants": len(self.tenants),
@@ -276,6 +283,7 @@ class Phase:
             "first_create_to_last_ready_s": round(span, 3) if span is not None else None,
             "tenants_per_second": round(len(ready_at) / span, 3) if span else None,
             "latency_s": _rounded(summary(latencies)),
+            "latency_by_mode_s": by_mode,
             "pickup_latency_s": _rounded(summary(pickups)) if pickups else None,
             "pickup_to_ready_s": _rounded(summary(handling)) if handling else None,
             "watch_events": sum(s.events for s in self.seen.values()),
@@ -285,6 +293,24 @@ class Phase:
             "apply_error_count": len(errors),
             "not_ready": not_ready_reasons(self.seen, [t.ref for t in self.tenants]),
             **self.extra,
+            "per_tenant": [self._detail(t, created) for t in self.tenants],
+        }
+
+    def _detail(self, tenant: Tenant, created: dict[str, float]) -> dict[str, Any]:
+        """One tenant's timeline, in seconds after its create returned."""
+        seen, t0 = self.seen.get(tenant.ref), created.get(tenant.ref)
+
+        def after(when: float | None) -> float | None:
+            return round(max(0.0, when - t0), 3) if when is not None and t0 is not None else None
+
+        return {
+            "ref": tenant.ref,
+            "mode": tenant.mode,
+            "finalizer_s": after(seen.finalizer if seen else None),
+            "first_status_s": after(seen.first_status if seen else None),
+            "ready_s": after(seen.ready if seen else None),
+            "watch_events": seen.events if seen else 0,
+            "reason": seen.reason if seen else None,
         }
 
 
@@ -531,9 +557,10 @@ def _wait_gone(pid: int, timeout: float) -> None:
 def start_stub(parts: Parts) -> ProviderStub:
     """The OpenAI/Anthropic stand-in as its own process, so its CPU is not the bench's."""
     command = [sys.executable, str(REPO / "tests" / "stubs" / "provider_stub.py"), "--port", "0"]
-    parts.stub_process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
+    with (parts.state / "stub.log").open("w") as log:  # not our stderr: --keep outlives us
+        parts.stub_process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True
+        )
     (parts.state / "stub.pid").write_text(f"{parts.stub_process.pid}\n")
     line = read_first_line(parts.stub_process, STUB_START_TIMEOUT)
     urls = dict(item.split("=", 1) for item in line.split())
@@ -617,6 +644,13 @@ def _ratio(op: Any, base: Any) -> str:
     return f"{op / base:.3g}x"
 
 
+def _mode_stat(mode: str, stat: str) -> Callable[[dict[str, Any]], Any]:
+    def get(result: dict[str, Any]) -> Any:
+        return ((result.get("latency_by_mode_s") or {}).get(mode) or {}).get(stat)
+
+    return get
+
+
 def render_table(report: dict[str, Any]) -> str:
     base, op = report["baseline"], report["operator"]
     cfg = report["config"]
@@ -645,6 +679,9 @@ def render_table(report: dict[str, Any]) -> str:
     row("apply->Ready p90 (s)", lambda r: r["latency_s"]["p90"], digits=3)
     row("apply->Ready p99 (s)", lambda r: r["latency_s"]["p99"], digits=3)
     row("apply->Ready max (s)", lambda r: r["latency_s"]["max"], digits=3)
+    for mode in ("Platform", "BYOK"):
+        for stat in ("p50", "p99"):
+            row(f"  {mode} {stat} (s)", _mode_stat(mode, stat), digits=3)
     pickup, handling = op.get("pickup_latency_s") or {}, op.get("pickup_to_ready_s") or {}
     rows.append(
         (
@@ -699,6 +736,21 @@ def render_table(report: dict[str, Any]) -> str:
                 "",
             )
         )
+
+    idle = op.get("after_ready") or {}
+    if idle.get("seconds", 0) >= 30:  # only meaningful over a repair interval or so
+        span = idle["seconds"]
+        rows.append(
+            (
+                f"after Ready ({span:.0f}s): LiteLLM req/min",
+                "-",
+                _fmt(idle.get("litellm_requests_per_minute"), digits=0),
+                "",
+            )
+        )
+        for name in ("operator", "litellm", "kube-apiserver"):
+            cpu = (idle.get("cpu_seconds") or {}).get(name)
+            rows.append((f"after Ready: {name} CPU %", "-", _fmt(cpu, 100 / span, 1), ""))
 
     width = max(len(r[0]) for r in rows)
     load = cfg.get("loadavg_1m") or {}
@@ -757,7 +809,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=16, help="concurrent apply workers")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for Ready")
     parser.add_argument(
-        "--settle", type=float, default=5, help="keep sampling RSS this long after the last Ready"
+        "--settle",
+        type=float,
+        default=5,
+        help="seconds to keep measuring after the last Ready (RSS; with >= 30 also the idle "
+        "cost: CPU and LiteLLM requests per minute of timers and repairs)",
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON report (STATE/bench.json)")
     parser.add_argument("--skip-baseline", action="store_true", help="only the operator phase")
@@ -859,9 +915,9 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
             "per_tenant": round(sum(calls.values()) / len(tenants), 1),
             "by_route": calls,
         }
-    settle_until = time.time() + (args.settle if op_phase.all_ready else 0)
-    while time.time() < settle_until and parts.operator.proc.poll() is None:
-        time.sleep(0.2)
+    op_phase.extra["after_ready"] = measure_idle(
+        parts, args.settle if op_phase.all_ready else 0, litellm_log
+    )
     sampler.stop()
     mib = 1 / 1024
     op_phase.extra["operator_startup_s"] = round(startup_s, 2)
@@ -905,6 +961,29 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
             baseline.result() if baseline else None, op_phase.result()
         ),
     }
+
+
+def measure_idle(parts: Parts, seconds: float, litellm_log: Path | None) -> dict[str, Any]:
+    """What the operator keeps costing once every tenant is Ready (timers, repairs, sweeps):
+    CPU per component and LiteLLM requests, over ``seconds`` (--settle)."""
+    assert parts.operator is not None
+    assert parts.operator.proc is not None
+    offset = litellm_log.stat().st_size if litellm_log and litellm_log.exists() else 0
+    before = tree_cpu_seconds(cpu_roots(parts))
+    began = time.time()
+    while time.time() < began + seconds and parts.operator.proc.poll() is None:
+        time.sleep(0.2)
+    elapsed = max(time.time() - began, 1e-9)
+    result: dict[str, Any] = {
+        "seconds": round(elapsed, 1),
+        "cpu_seconds": cpu_delta(before, tree_cpu_seconds(cpu_roots(parts))),
+    }
+    if litellm_log is not None:
+        calls = count_access_log(litellm_log, offset)
+        calls = {k: v for k, v in calls.items() if "/health/" not in k}
+        result["litellm_requests_per_minute"] = round(sum(calls.values()) * 60 / elapsed, 1)
+        result["litellm_requests"] = calls
+    return result
 
 
 def _git_state() -> str:

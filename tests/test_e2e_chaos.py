@@ -34,10 +34,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 
 from harness.cluster import Cluster, delete_namespace
 from harness.e2e import Tenants, canary
@@ -52,14 +55,17 @@ TENANT_COUNT = int(os.environ.get("BYOK_CHAOS_TENANTS", "30"))
 NAMESPACE_COUNT = 3
 OPENAI_MODEL = "gpt-4o-mini"
 ANTHROPIC_MODEL = "claude-3-5-sonnet-20241022"
-GRACE = "5s"
 FIELD_MANAGER = "chaos-test"
 ROTATE_ANNOTATION = "llm.byok.io/rotate-virtual-key"
 GATEWAY_KEY_FIELD = "LITELLM_API_KEY"
+GATEWAY_SUFFIX = "-llm-gateway"
+GRACE_SECONDS = 5.0
+GRACE = f"{GRACE_SECONDS:.0f}s"  # spec.rotation.gracePeriod: replaced keys get revoked
+WATCHED = 8  # tenants whose replaced keys are followed second by second
 
 FIRST_KILL_WITHIN = 4.0  # seconds after a phase's change is applied
-KILL_GAP = (2.0, 7.0)  # seconds between a restart completing and the next SIGKILL
-STORM = (12.0, 20.0)  # how long kills continue once a phase starts
+KILL_GAP = (1.0, 6.0)  # seconds between a restart completing and the next SIGKILL
+STORM = (20.0, 32.0)  # how long kills continue once a phase starts
 CONVERGE_TIMEOUT = 120.0  # per phase, after its storm
 SETTLE_TIMEOUT = 60.0
 
@@ -246,17 +252,155 @@ def apply_all(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> None:
     )
 
 
-def gateway_secrets(cluster: Cluster, namespaces: Iterable[str]) -> dict[str, str]:
-    """``namespace/name`` -> the virtual key published in ``<name>-llm-gateway``."""
-    found: dict[str, str] = {}
-    for ns in namespaces:
-        items = json.loads(cluster.kubectl("get", "secrets", "-n", ns, "-o", "json").stdout)
-        for item in items["items"]:
-            name = item["metadata"]["name"]
-            raw = (item.get("data") or {}).get(GATEWAY_KEY_FIELD)
-            if name.endswith("-llm-gateway") and raw:
-                found[f"{ns}/{name.removesuffix('-llm-gateway')}"] = base64.b64decode(raw).decode()
-    return found
+class AgentSecrets:
+    """Reads the agents' ``<name>-llm-gateway`` Secrets as an agent would, through the API
+    (the kubernetes client: no kubectl process per read). One per thread."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        api_client = k8s_config.new_client_from_config(str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+        self.api = k8s.CoreV1Api(api_client)
+
+    def all(self, namespaces: Iterable[str]) -> dict[str, str]:
+        """``namespace/name`` -> the virtual key published for that tenant."""
+        found: dict[str, str] = {}
+        for ns in namespaces:
+            found.update(self.namespace(ns))
+        return found
+
+    def namespace(self, ns: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for item in self.api.list_namespaced_secret(ns, _request_timeout=30).items:
+            name = str(item.metadata.name) if item.metadata else ""
+            raw = (item.data or {}).get(GATEWAY_KEY_FIELD)
+            if name.endswith(GATEWAY_SUFFIX) and raw:
+                found[f"{ns}/{name.removesuffix(GATEWAY_SUFFIX)}"] = base64.b64decode(raw).decode()
+        return found
+
+    def one(self, t: Tenant) -> str | None:
+        try:
+            item = self.api.read_namespaced_secret(
+                f"{t.name}{GATEWAY_SUFFIX}", t.namespace, _request_timeout=30
+            )
+        except k8s.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        raw = (item.data or {}).get(GATEWAY_KEY_FIELD)
+        return base64.b64decode(raw).decode() if raw else None
+
+
+@dataclass
+class Retirement:
+    """A published virtual key replaced by another, followed until it stops working."""
+
+    tenant: str
+    phase: str
+    old: str = field(repr=False)
+    not_before: float  # the new key was not yet published at this (monotonic) time
+    seen: float  # ... and was published by this time
+    last_ok: float | None = None  # start of the last call the old key answered with 200
+    revoked_by: float | None = None  # end of the first call it answered with 401
+    next_call: float = 0.0
+    seen_wall: str = ""  # when the successor was seen (UTC), to find the operator's log lines
+
+    @property
+    def grace_at_most(self) -> float | None:
+        """An upper bound of how long the old key kept working after its successor appeared."""
+        return None if self.revoked_by is None else self.revoked_by - self.not_before
+
+    @property
+    def grace_at_least(self) -> float:
+        return 0.0 if self.last_ok is None else max(0.0, self.last_ok - self.seen)
+
+
+class GraceWatcher:
+    """Watches a few tenants' agent Secrets (every ~0.25 s) and, whenever the published key
+    changes, keeps calling the replaced key until it gets 401: the old key must keep working
+    for ``spec.rotation.gracePeriod`` after its successor is published (DESIGN §2)."""
+
+    def __init__(
+        self, cluster: Cluster, tenants: Tenants, watched: list[Tenant], phase: Callable[[], str]
+    ) -> None:
+        self.cluster = cluster
+        self.tenants = tenants
+        self.watched = watched
+        self.phase = phase
+        self.retirements: list[Retirement] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="grace-watcher", daemon=True)
+
+    def __enter__(self) -> GraceWatcher:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        secrets_api = AgentSecrets(self.cluster)
+        namespaces = sorted({t.namespace for t in self.watched})
+        labels = {t.label for t in self.watched}
+        published: dict[str, str] = {}
+        last_read: dict[str, float] = {}
+        while not self._stop.wait(0.25):
+            for ns in namespaces:
+                began = time.monotonic()
+                try:
+                    current = secrets_api.namespace(ns)
+                except Exception as exc:  # an API hiccup: the next read decides
+                    self.errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                    continue
+                seen = time.monotonic()
+                for label, value in current.items():
+                    old = published.get(label)
+                    if label in labels and old and value != old and ns in last_read:
+                        wall = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
+                        self.retirements.append(
+                            Retirement(
+                                label, self.phase(), old, last_read[ns], seen, seen_wall=wall
+                            )
+                        )
+                    published[label] = value
+                last_read[ns] = began
+            self._probe_retired()
+
+    def _probe_retired(self) -> None:
+        now = time.monotonic()
+        for r in self.retirements:
+            if r.revoked_by is not None or now < r.next_call or now > r.seen + 90:
+                continue
+            began = time.monotonic()
+            call = agent_call(self.tenants, r.old, OPENAI_MODEL)
+            if call.status == 200:
+                r.last_ok = began
+            elif call.status == 401:
+                r.revoked_by = time.monotonic()
+            r.next_call = time.monotonic() + 0.4
+
+    def violations(self, grace: float, evidence: Callable[[str], str]) -> list[str]:
+        found = []
+        for r in self.retirements:
+            at_most = r.grace_at_most
+            if at_most is not None and at_most < grace:
+                found.append(
+                    f"{r.phase}: {r.tenant}: the replaced virtual key got 401 at most "
+                    f"{at_most:.2f}s after its successor was published (seen {r.seen_wall} UTC; "
+                    f"gracePeriod {grace:.0f}s)\n{evidence(r.tenant)}"
+                )
+        return found
+
+    def describe(self) -> str:
+        done = [r.grace_at_most for r in self.retirements if r.grace_at_most is not None]
+        if not done:
+            return f"{len(self.retirements)} replacements seen, none measured"
+        return (
+            f"{len(self.retirements)} replacements of {len(self.watched)} watched tenants; "
+            f"old key worked for at most min {min(done):.1f}s / median "
+            f"{statistics.median(done):.1f}s / max {max(done):.1f}s after the new one appeared"
+        )
 
 
 def token_of(virtual_key: str) -> str:
@@ -442,17 +586,32 @@ class Scenario:
         self.planted: list[str] = [PLATFORM_KEY]
         self.issued: set[str] = set()
         self.violations: list[str] = []
+        self.outages: list[str] = []
+        self.watch_outages = False
         self.platform_fp = fingerprint_of(PLATFORM_KEY)
+        self.secrets = AgentSecrets(self.cluster)
         self.population = [
             Tenant(namespaces[i % len(namespaces)], f"chaos-{i:02d}", self.rng.random() < 0.4)
             for i in range(TENANT_COUNT)
         ]
         # The isolation pairs need an owner with both providers.
         self.population[0].anthropic = True
+        self.watcher = GraceWatcher(
+            self.cluster,
+            tenants,
+            self.rng.sample(self.population, min(WATCHED, len(self.population))),
+            lambda: self.chaos.phase,
+        )
 
     # --- the story -------------------------------------------------------------------------
 
     def run(self) -> None:
+        try:
+            self.story()
+        finally:
+            self.watcher.__exit__()
+
+    def story(self) -> None:
         rng, chaos, population = self.rng, self.chaos, self.population
 
         self.phase("setup")  # every tenant in Platform mode, their key Secrets in place
@@ -464,6 +623,7 @@ class Scenario:
             assert obj is not None
             t.uid = obj["metadata"]["uid"]
         self.converge("setup (Platform)", self.replaced(self.on_platform))
+        self.watcher.__enter__()  # from now on, replaced keys are followed until revoked
 
         self.phase("enable", rng.uniform(*STORM))
         apply_all(self.cluster, [tlc_object(t, "BYOK") for t in population])
@@ -481,7 +641,7 @@ class Scenario:
         print(f"[chaos] LiteLLM restarted (empty database) in {self.litellm_restart:.1f}s")
         chaos.storm(rng.uniform(*STORM))
         self.converge("rotate provider keys", self.kept(self.on_own_keys))
-        after = gateway_secrets(self.cluster, self.namespaces)
+        after = self.secrets.all(self.namespaces)
         for t in population:
             if after.get(t.label) != before[t.label]:
                 self.violations.append(
@@ -515,8 +675,10 @@ class Scenario:
             self.settle_seconds = SETTLE_TIMEOUT
 
         self.phase("verify")
+        self.watcher.__exit__()
+        self.violations += self.watcher.violations(GRACE_SECONDS, self.key_audits)
         self.violations += final_checks(
-            self.tenants, self.cluster, self.namespaces, population, self.evidence
+            self.tenants, self.secrets, self.namespaces, population, self.evidence
         )
         tlcs_text = self.cluster.kubectl("get", "tlc", "-A", "-o", "json").stdout
         vault_text = vault_plaintext(self.cluster)
@@ -535,11 +697,11 @@ class Scenario:
         )
         self.phase("sweep")
         chaos.close()  # the operator stays up, so an orphan sweep could still help
-        left_now = leftovers(self.tenants, self.cluster, self.namespaces, uids)
+        left_now = leftovers(self.tenants, self.secrets, self.namespaces, uids)
         if left_now:
             try:
                 wait_for(
-                    lambda: not leftovers(self.tenants, self.cluster, self.namespaces, uids),
+                    lambda: not leftovers(self.tenants, self.secrets, self.namespaces, uids),
                     timeout=30,
                     interval=1.0,
                     what="orphans swept",
@@ -552,7 +714,7 @@ class Scenario:
             except AssertionError:
                 self.violations.append(
                     "after deleting every TenantLLMConfig these remained (not swept in 30s): "
-                    + json.dumps(leftovers(self.tenants, self.cluster, self.namespaces, uids))[
+                    + json.dumps(leftovers(self.tenants, self.secrets, self.namespaces, uids))[
                         :4000
                     ]
                 )
@@ -562,7 +724,15 @@ class Scenario:
             self.cluster, self.operator, tlcs_text, vault_text, self.planted, self.issued
         )
         self.phase("end")
+        if self.outages:
+            self.violations.append(
+                f"{len(self.outages)} agent calls with the published virtual key failed outside "
+                "the LiteLLM restart (agents left without a working key):\n  "
+                + "\n  ".join(self.outages[:30])
+            )
         self.summary()
+        for violation in self.violations:
+            print(f"[chaos] VIOLATION {violation}", flush=True)
         assert not chaos.errors, "the operator failed to start during the chaos:\n" + "\n".join(
             chaos.errors
         )
@@ -574,6 +744,9 @@ class Scenario:
     # --- helpers ---------------------------------------------------------------------------
 
     def phase(self, name: str, storm: float = 0.0) -> None:
+        # Agents must never be left without a working key (DESIGN §2), whatever the kills;
+        # only while LiteLLM itself restarts on an empty database may their calls fail.
+        self.watch_outages = name in ("enable", "rotate-virtual-keys", "revert")
         self.chaos.phase = name
         self.phases[name] = time.monotonic()
         if storm:
@@ -588,7 +761,7 @@ class Scenario:
             self.planted.extend(k for k in (t.openai_key, t.anthropic_key) if k)
 
     def read(self, snapshot: bool) -> Round:
-        vks = gateway_secrets(self.cluster, self.namespaces)
+        vks = self.secrets.all(self.namespaces)
         self.issued.update(vks.values())
         return Round(vks, Snapshot.take(self.tenants) if snapshot else None)
 
@@ -623,6 +796,22 @@ class Scenario:
             f"(last 25 of {len(lines)} lines):\n    " + "\n    ".join(lines[-25:])
         )
 
+    def key_audits(self, label: str) -> str:
+        """The operator's own account of a tenant's virtual keys (audit log lines)."""
+        namespace, name = label.split("/")
+        lines = []
+        for line in self.operator.all_logs().splitlines():
+            start = line.find('{"')
+            if "byok_operator.audit" not in line or start < 0 or "VIRTUAL_KEY" not in line:
+                continue
+            try:
+                a = json.loads(line[start:])
+            except ValueError:  # a line cut short by SIGKILL
+                continue
+            if a.get("namespace") == namespace and a.get("name") == name:
+                lines.append(f"{a.get('ts')} {a.get('audit')}: {a.get('message')}")
+        return "  operator audit log:\n    " + "\n    ".join(lines[-8:])
+
     def all_deleted(self) -> bool:
         return not any(
             json.loads(self.cluster.kubectl("get", "tlc", "-n", ns, "-o", "json").stdout)["items"]
@@ -631,19 +820,29 @@ class Scenario:
 
     # --- probes: None when the tenant is where the phase should leave it -------------------
 
+    def agent(self, t: Tenant, vk: str, model: str) -> Call:
+        """An agent's call with the key published in the tenant's Secret: while outages are
+        watched (no LiteLLM restart in the phase), anything but 200 is an outage."""
+        call = agent_call(self.tenants, vk, model)
+        # Only if the Secret still holds this key: an agent re-reads it, and a round of probes
+        # reads all Secrets first, so a key replaced meanwhile is no outage (GraceWatcher's part).
+        if self.watch_outages and call.status != 200 and self.secrets.one(t) == vk:
+            self.outages.append(f"{self.chaos.phase}: {t.label} {model}: {call}")
+        return call
+
     def on_own_keys(self, t: Tenant, vk: str, r: Round) -> str | None:
         """Agents reach each provider carrying the tenant's current key."""
-        call = agent_call(self.tenants, vk, OPENAI_MODEL)
+        call = self.agent(t, vk, OPENAI_MODEL)
         if call.status != 200 or call.fingerprint != fingerprint_of(t.openai_key):
             return f"openai call: {call}"
         if t.anthropic:
-            call = agent_call(self.tenants, vk, ANTHROPIC_MODEL)
+            call = self.agent(t, vk, ANTHROPIC_MODEL)
             if call.status != 200 or call.fingerprint != fingerprint_of(t.anthropic_key):
                 return f"anthropic call: {call}"
         return None
 
     def on_platform(self, t: Tenant, vk: str, r: Round) -> str | None:
-        call = agent_call(self.tenants, vk, OPENAI_MODEL)
+        call = self.agent(t, vk, OPENAI_MODEL)
         if call.status != 200 or call.fingerprint != self.platform_fp:
             return f"platform call: {call}"
         return None
@@ -656,6 +855,10 @@ class Scenario:
         def probe(t: Tenant, r: Round) -> str | None:
             vk = r.vks.get(t.label)
             if not vk or vk == t.vk:
+                if vk:  # agents keep using the old key meanwhile: it must keep working
+                    self.agent(t, vk, OPENAI_MODEL)
+                elif t.vk and self.watch_outages:
+                    self.outages.append(f"{self.chaos.phase}: {t.label}: gateway Secret gone")
                 return "new virtual key not published yet"
             problem = works(t, vk, r)
             if problem:
@@ -714,6 +917,8 @@ class Scenario:
             f"[chaos]   LiteLLM restart {self.litellm_restart:.1f}s; "
             f"settle {self.settle_seconds:.1f}s"
         )
+        lines.append(f"[chaos]   grace: {self.watcher.describe()}")
+        lines.append(f"[chaos]   agent calls failed with the published key: {len(self.outages)}")
         lines.append(f"[chaos]   kill moments (s): {', '.join(f'{k.at:.1f}' for k in kills)}")
         lines.append(f"[chaos]   total {time.monotonic() - self.started:.1f}s")
         print("\n".join(lines), flush=True)
@@ -769,7 +974,7 @@ def byok_checks(
 
 def final_checks(
     tenants: Tenants,
-    cluster: Cluster,
+    agent_secrets: AgentSecrets,
     namespaces: list[str],
     population: list[Tenant],
     evidence: Callable[[Tenant], str],
@@ -777,7 +982,7 @@ def final_checks(
     """DESIGN §5 after the storm, in Platform mode, asked of LiteLLM and the API server."""
     violations: list[str] = []
     snapshot = Snapshot.take(tenants)
-    vks = gateway_secrets(cluster, namespaces)
+    vks = agent_secrets.all(namespaces)
     platform_fp = fingerprint_of(PLATFORM_KEY)
     live_tokens: set[str] = set()
     for t in population:
@@ -828,7 +1033,7 @@ def final_checks(
 
 
 def leftovers(
-    tenants: Tenants, cluster: Cluster, namespaces: list[str], uids: dict[str, Tenant]
+    tenants: Tenants, agent_secrets: AgentSecrets, namespaces: list[str], uids: dict[str, Tenant]
 ) -> dict[str, Any]:
     """Anything carrying a deleted tenant's uid: LiteLLM objects, vault and gateway Secrets."""
     snapshot = Snapshot.take(tenants)
@@ -838,14 +1043,14 @@ def leftovers(
         if any(objects.values()):
             found[t.label] = objects
     vaults = json.loads(
-        cluster.kubectl("get", "secrets", "-n", OPERATOR_NAMESPACE, "-o", "json").stdout
+        tenants.cluster.kubectl("get", "secrets", "-n", OPERATOR_NAMESPACE, "-o", "json").stdout
     )["items"]
     stale = [
         v["metadata"]["name"] for v in vaults if any(uid in v["metadata"]["name"] for uid in uids)
     ]
     if stale:
         found["vault Secrets"] = stale
-    gateway = list(gateway_secrets(cluster, namespaces))
+    gateway = list(agent_secrets.all(namespaces))
     if gateway:
         found["gateway Secrets"] = gateway
     return found

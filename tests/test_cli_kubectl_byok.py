@@ -49,65 +49,70 @@ def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, A
     }
 
 
-ACME_STATUS: dict[str, Any] = {
-    "observedGeneration": 1,
-    "mode": "BYOK",
-    "costTracking": "BYOK",
-    "spend": "N/A",
-    "budget": "N/A",
-    "providerNames": "openai,anthropic",
-    "providers": [
-        {
-            "name": "openai",
-            "valid": True,
-            "keyFingerprint": ACME_FP,
-            "modelCount": 2,
-            "lastValidated": _rfc3339(datetime.now(UTC) - timedelta(minutes=45)),
-            "committedAt": _rfc3339(datetime.now(UTC) - timedelta(days=12)),
+def acme_status() -> dict[str, Any]:
+    """BYOK with a failing Anthropic key; times relative to now, so ages read the same whenever it runs."""
+    return {
+        "observedGeneration": 1,
+        "mode": "BYOK",
+        "costTracking": "BYOK",
+        "spend": "N/A",
+        "budget": "N/A",
+        "providerNames": "openai,anthropic",
+        "providers": [
+            {
+                "name": "openai",
+                "valid": True,
+                "keyFingerprint": ACME_FP,
+                "modelCount": 2,
+                "lastValidated": _rfc3339(datetime.now(UTC) - timedelta(minutes=45)),
+                "committedAt": _rfc3339(datetime.now(UTC) - timedelta(days=12)),
+            },
+            {
+                "name": "anthropic",
+                "valid": False,
+                "keyFingerprint": ACME_ANTHROPIC_FP,
+                "modelCount": 0,
+                "error": {"reason": "InvalidKey", "message": "Anthropic refused the key (401)."},
+            },
+        ],
+        "virtualKey": {
+            "alias": "byok-acme-vk-1",
+            "tokenHash": "a1b2c3",
+            "secretName": "acme-llm-gateway",
+            "issuedAt": _rfc3339(datetime.now(UTC) - timedelta(hours=3, minutes=20)),
         },
-        {
-            "name": "anthropic",
-            "valid": False,
-            "keyFingerprint": ACME_ANTHROPIC_FP,
-            "modelCount": 0,
-            "error": {"reason": "InvalidKey", "message": "Anthropic refused the key (401)."},
-        },
-    ],
-    "virtualKey": {
-        "alias": "byok-acme-vk-1",
-        "tokenHash": "a1b2c3",
-        "secretName": "acme-llm-gateway",
-        "issuedAt": _rfc3339(datetime.now(UTC) - timedelta(hours=3, minutes=20)),
-    },
-    "retiringVirtualKeys": [{"alias": "byok-acme-vk-0", "revokeAfter": "2099-01-01T00:00:00Z"}],
-    "conditions": [
-        _condition("KeysValid", "False", "InvalidKey", "Anthropic refused the key (401)."),
-        _condition(
-            "Ready",
-            "False",
-            "InvalidKey",
-            "Anthropic refused the key (401). Agents keep working: still serving the BYOK "
-            "virtual key byok-acme-vk-1.",
-        ),
-    ],
-}
+        "retiringVirtualKeys": [{"alias": "byok-acme-vk-0", "revokeAfter": "2099-01-01T00:00:00Z"}],
+        "conditions": [
+            _condition("KeysValid", "False", "InvalidKey", "Anthropic refused the key (401)."),
+            _condition(
+                "Ready",
+                "False",
+                "InvalidKey",
+                "Anthropic refused the key (401). Agents keep working: still serving the BYOK "
+                "virtual key byok-acme-vk-1.",
+            ),
+        ],
+    }
 
-INITECH_STATUS: dict[str, Any] = {
-    "observedGeneration": 1,
-    "mode": "Platform",
-    "costTracking": "Platform",
-    "spend": "$12.34",
-    "budget": "$500/30d",
-    "providerNames": "platform",
-    "virtualKey": {
-        "alias": "platform-initech",
-        "secretName": "initech-llm-gateway",
-        "issuedAt": _rfc3339(datetime.now(UTC) - timedelta(days=3, hours=1)),
-    },
-    "conditions": [
-        _condition("Ready", "True", "Ready", "Platform mode is in effect."),
-    ],
-}
+
+def initech_status() -> dict[str, Any]:
+    """Platform and Ready."""
+    return {
+        "observedGeneration": 1,
+        "mode": "Platform",
+        "costTracking": "Platform",
+        "spend": "$12.34",
+        "budget": "$500/30d",
+        "providerNames": "platform",
+        "virtualKey": {
+            "alias": "platform-initech",
+            "secretName": "initech-llm-gateway",
+            "issuedAt": _rfc3339(datetime.now(UTC) - timedelta(days=3, hours=1)),
+        },
+        "conditions": [
+            _condition("Ready", "True", "Ready", "Platform mode is in effect."),
+        ],
+    }
 
 
 def _tenants(namespace: str) -> str:
@@ -168,10 +173,10 @@ def _write_status(cluster: Cluster, namespace: str, name: str, status: dict[str,
 
 
 @pytest.fixture
-def tenants(cluster: Cluster, namespace: str) -> str:
+def listed_tenants(cluster: Cluster, namespace: str) -> str:
     cluster.kubectl("apply", "-f", "-", input=_tenants(namespace))
-    _write_status(cluster, namespace, "acme", ACME_STATUS)
-    _write_status(cluster, namespace, "initech", INITECH_STATUS)
+    _write_status(cluster, namespace, "acme", acme_status())
+    _write_status(cluster, namespace, "initech", initech_status())
     return namespace
 
 
@@ -292,9 +297,9 @@ pytest_cluster = pytest.mark.cluster
 
 @pytest_cluster
 def test_status_table_of_a_namespace(
-    cluster: Cluster, tenants: str, capsys: pytest.CaptureFixture[str]
+    cluster: Cluster, listed_tenants: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = _plugin(capsys, cluster, "status", "-n", tenants)
+    code, out, _ = _plugin(capsys, cluster, "status", "-n", listed_tenants)
     assert code == 0
     assert out.splitlines()[0].split()[:3] == ["NAME", "TENANT", "MODE"]
     rows = {row["NAME"]: row for row in _table(out)}
@@ -327,20 +332,20 @@ def test_status_table_of_a_namespace(
 
 @pytest_cluster
 def test_status_across_namespaces(
-    cluster: Cluster, tenants: str, capsys: pytest.CaptureFixture[str]
+    cluster: Cluster, listed_tenants: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = _plugin(capsys, cluster, "status", "-A")
     assert code == 0
     assert out.splitlines()[0].startswith("NAMESPACE")
-    mine = [row["NAME"] for row in _table(out) if row["NAMESPACE"] == tenants]
+    mine = [row["NAME"] for row in _table(out) if row["NAMESPACE"] == listed_tenants]
     assert mine == ["acme", "initech", "newcomer"]
 
 
 @pytest_cluster
 def test_status_of_one_tenant_shows_conditions_and_keys(
-    cluster: Cluster, tenants: str, capsys: pytest.CaptureFixture[str]
+    cluster: Cluster, listed_tenants: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = _plugin(capsys, cluster, "status", "acme", "-n", tenants)
+    code, out, _ = _plugin(capsys, cluster, "status", "acme", "-n", listed_tenants)
     assert code == 0
     assert [row["NAME"] for row in _table(out.split("\n\n")[0])] == ["acme"]
     assert "  KeysValid=False (InvalidKey, 20m): Anthropic refused the key (401)." in out, out
@@ -354,20 +359,20 @@ def test_status_of_one_tenant_shows_conditions_and_keys(
 
 @pytest_cluster
 def test_status_needs_no_access_to_secrets(
-    cluster: Cluster, tenants: str, capsys: pytest.CaptureFixture[str]
+    cluster: Cluster, listed_tenants: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The viewer reads TenantLLMConfigs and nothing else, and that is enough."""
     if cluster.external:
         pytest.skip("the viewer is a kubeconfig context only on the suite's own API server")
     cannot = cluster.kubectl(
-        "auth", "can-i", "get", "secrets", "-n", tenants, context="viewer", check=False
+        "auth", "can-i", "get", "secrets", "-n", listed_tenants, context="viewer", check=False
     )
     assert cannot.stdout.strip() == "no"
-    code, out, err = _plugin(capsys, cluster, "status", "-n", tenants, "--context", "viewer")
+    code, out, err = _plugin(capsys, cluster, "status", "-n", listed_tenants, "--context", "viewer")
     assert code == 0, err
     assert {row["NAME"] for row in _table(out)} == {"acme", "initech", "newcomer"}
     code, _, err = _plugin(
-        capsys, cluster, "rotate-virtual-key", "acme", "-n", tenants, "--context", "viewer"
+        capsys, cluster, "rotate-virtual-key", "acme", "-n", listed_tenants, "--context", "viewer"
     )
     assert code == 1
     assert 'User "viewer" cannot get resource "tenantllmconfigs"' in err or "forbidden" in err
@@ -382,45 +387,45 @@ def _rotate_annotation(cluster: Cluster, namespace: str, name: str) -> str:
 
 @pytest_cluster
 def test_rotate_virtual_key_sets_a_new_value_each_time(
-    cluster: Cluster, tenants: str, capsys: pytest.CaptureFixture[str]
+    cluster: Cluster, listed_tenants: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _rotate_annotation(cluster, tenants, "acme") == ""
+    assert _rotate_annotation(cluster, listed_tenants, "acme") == ""
     seen = []
     for _ in range(3):
-        code, out, _ = _plugin(capsys, cluster, "rotate-virtual-key", "acme", "-n", tenants)
+        code, out, _ = _plugin(capsys, cluster, "rotate-virtual-key", "acme", "-n", listed_tenants)
         assert code == 0
-        value = _rotate_annotation(cluster, tenants, "acme")
+        value = _rotate_annotation(cluster, listed_tenants, "acme")
         assert f"{api.ROTATE_VIRTUAL_KEY_ANNOTATION}={value}" in out
         seen.append(value)
     assert len(set(seen)) == 3
     for value in seen:
         requested = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
         assert abs(datetime.now(UTC) - requested) < timedelta(minutes=1)
-    assert f"writes it into Secret {tenants}/acme-llm-gateway" in out
+    assert f"writes it into Secret {listed_tenants}/acme-llm-gateway" in out
     assert "revokes the old key byok-acme-vk-1 after spec.rotation.gracePeriod (10m)" in out
     # Nothing but the annotation changed: the spec's generation stays.
     generation = cluster.kubectl(
-        "get", api.CRD_NAME, "acme", "-n", tenants, "-o", "jsonpath={.metadata.generation}"
+        "get", api.CRD_NAME, "acme", "-n", listed_tenants, "-o", "jsonpath={.metadata.generation}"
     ).stdout
     assert generation == "1"
 
 
 @pytest_cluster
 def test_rotate_with_no_grace_period_says_the_old_key_goes_at_once(
-    cluster: Cluster, tenants: str, capsys: pytest.CaptureFixture[str]
+    cluster: Cluster, listed_tenants: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = _plugin(capsys, cluster, "rotate-virtual-key", "initech", "-n", tenants)
+    code, out, _ = _plugin(capsys, cluster, "rotate-virtual-key", "initech", "-n", listed_tenants)
     assert code == 0
     assert "revokes the old key platform-initech at once" in out
 
 
 @pytest_cluster
 def test_errors_are_clear(
-    cluster: Cluster, tenants: str, capsys: pytest.CaptureFixture[str]
+    cluster: Cluster, listed_tenants: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = _plugin(capsys, cluster, "rotate-virtual-key", "nobody", "-n", tenants)
+    code, _, err = _plugin(capsys, cluster, "rotate-virtual-key", "nobody", "-n", listed_tenants)
     assert code == 1
-    assert f"reading TenantLLMConfig {tenants}/nobody" in err
+    assert f"reading TenantLLMConfig {listed_tenants}/nobody" in err
     assert "not found" in err
     code, out, _ = _plugin(capsys, cluster, "status", "-n", "tenant-nobody-lives-here")
     assert code == 0
@@ -438,10 +443,10 @@ def plugin_path() -> str:
 
 
 @pytest_cluster
-def test_kubectl_finds_the_plugin(cluster: Cluster, tenants: str, plugin_path: str) -> None:
+def test_kubectl_finds_the_plugin(cluster: Cluster, listed_tenants: str, plugin_path: str) -> None:
     env = {**cluster.env(), "PATH": plugin_path}
     result = subprocess.run(
-        [str(cluster.kubectl_path), "byok", "status", "acme", "-n", tenants],
+        [str(cluster.kubectl_path), "byok", "status", "acme", "-n", listed_tenants],
         capture_output=True,
         text=True,
         env=env,
