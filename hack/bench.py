@@ -26,9 +26,16 @@ The operator runs with the operator's production defaults for its intervals (rep
 validation cache 300s, retry delay 30s), not the test suite's shortened ones; change them
 with --operator-env NAME=VALUE.
 
+Besides the table (stdout) and the JSON (--out, default STATE/bench.json, with a per-tenant
+timeline), the bench reports where the time went: CPU seconds per process (operator, LiteLLM,
+Postgres, kube-apiserver, etcd, stub), LiteLLM requests by route (from its access log), a
+LiteLLM responsiveness probe, the operator's handler outcomes and ERROR kinds, and the
+operator's peak RSS (VmHWM). `--settle 120` also measures the idle cost once all are Ready.
+
 Usage:  make bench [BENCH_ARGS="--tenants 50"]
         .venv/bin/python hack/bench.py --state .state/bench [--tenants N] [--mix half|platform|
-            byok|PCT] [--namespaces 10] [--workers 16] [--timeout 900] [--out FILE] [--keep]
+            byok|PCT] [--namespaces 10] [--workers 16] [--timeout 900] [--settle S]
+            [--operator-env NAME=VALUE ...] [--skip-baseline] [--out FILE] [--keep]
 Exit status: 0 when every tenant got Ready in both phases, 1 otherwise (the JSON is written
 either way), 2 when the bench could not start its parts.
 """

@@ -45,6 +45,7 @@ class Settings:
     spend_interval: float
     retry_delay: float
     instance_id: str
+    unplanned_rotation_grace: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,4 +84,5 @@ class Settings:
             spend_interval=_seconds(env, "BYOK_SPEND_INTERVAL", 60),
             retry_delay=_seconds(env, "BYOK_RETRY_DELAY", 30),
             instance_id=env.get("BYOK_INSTANCE_ID") or "default",
+            unplanned_rotation_grace=_seconds(env, "BYOK_UNPLANNED_ROTATION_GRACE", 120),
         )

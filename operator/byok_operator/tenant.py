@@ -61,8 +61,6 @@ from byok_operator.status import (
 
 STATE_KEY = "state.json"
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-# The least time an old virtual key keeps working when the operator, not an admin, replaces it.
-UNPLANNED_ROTATION_GRACE = timedelta(minutes=2)
 
 
 @dataclass
@@ -541,7 +539,8 @@ class Reconciler:
         ):
             reason = "the stored copy of the live virtual key cannot be decrypted"
             # Agents did not ask for this rotation: give them time to re-read their Secret.
-            grace = max(spec.rotation.grace_period, UNPLANNED_ROTATION_GRACE)
+            unplanned = timedelta(seconds=self.deps.settings.unplanned_rotation_grace)
+            grace = max(spec.rotation.grace_period, unplanned)
             return await self._issue_key(
                 ref, spec, record, shape, rotate_request, reason, now, grace=grace
             )

@@ -113,6 +113,7 @@ def operator_env(
         BYOK_ENCRYPTION_KEYS_FILE=str(keys_file),
         BYOK_REPAIR_INTERVAL="5",
         BYOK_VALIDATION_CACHE_TTL="2",
+        BYOK_UNPLANNED_ROTATION_GRACE="10",
         BYOK_PLATFORM_MODELS="gpt-4o-mini",
         PYTHONUNBUFFERED="1",
     )
