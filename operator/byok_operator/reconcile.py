@@ -237,13 +237,21 @@ def plan_virtual_key(
         reason = "virtual key older than spec.rotation.virtualKeyMaxAge"
     issue = bool(reason)
     update_live = not issue and live is not None and live.shape != shape.digest()
-    due = [k for k in state.keys if k.state == "retiring"]
-    revoke = tuple(k.alias for k in due if k.revoke_after is None or k.revoke_after <= now)
-    waiting = [k.revoke_after for k in due if k.revoke_after is not None and k.revoke_after > now]
-    checks = list(waiting)
+    revoke, next_revocation = due_revocations(state, now)
+    checks = [next_revocation] if next_revocation is not None else []
     if max_age is not None and live is not None and live.issued_at is not None and not issue:
         checks.append(live.issued_at + max_age)
     return KeyPlan(issue, update_live, revoke, min(checks) if checks else None, reason)
+
+
+def due_revocations(state: VaultState, now: datetime) -> tuple[tuple[str, ...], datetime | None]:
+    """Retiring keys whose grace period has ended, and when the next one ends."""
+    retiring = [k for k in state.keys if k.state == "retiring"]
+    due = tuple(k.alias for k in retiring if k.revoke_after is None or k.revoke_after <= now)
+    waiting = [
+        k.revoke_after for k in retiring if k.revoke_after is not None and k.revoke_after > now
+    ]
+    return due, min(waiting) if waiting else None
 
 
 def promote(state: VaultState, alias: str, *, now: datetime, grace: timedelta) -> VaultState:

@@ -40,6 +40,7 @@ from byok_operator.reconcile import (
     commit_keys,
     credential_name,
     desired_deployments,
+    due_revocations,
     forget,
     gateway_secret_name,
     key_alias,
@@ -101,7 +102,6 @@ class Record:
 
     state: VaultState
     tokens: dict[str, str] = field(repr=False)
-    exists: bool = False
 
 
 class Reconciler:
@@ -168,7 +168,7 @@ class Reconciler:
             return Record(VaultState(), {})
         tokens = {k: v for k, v in found.data.items() if k != STATE_KEY}
         state = VaultState.model_validate_json(found.data.get(STATE_KEY) or "{}")
-        return Record(state, tokens, exists=True)
+        return Record(state, tokens)
 
     async def save(self, ref: TenantRef, record: Record) -> None:
         data = dict(record.tokens)
@@ -180,7 +180,6 @@ class Reconciler:
             labels=_labels(ref),
             annotations={api.ENCRYPTION_KEY_ID_ANNOTATION: self.deps.vault.primary_id},
         )
-        record.exists = True
 
     # --- entry points ---------------------------------------------------------------------
 
@@ -334,7 +333,7 @@ class Reconciler:
                     fingerprint=committed[provider].fingerprint,
                 )
             )
-        wake = await self._revoke_due(ref, spec, record, rotate_request, now, audits)
+        wake = await self._revoke_due(ref, record, now, audits)
         audits += _rotation_due_audits(spec, record.state, raw_status, now)
         status = build_status(
             ref,
@@ -488,7 +487,7 @@ class Reconciler:
                     f"Platform keys in use, budget {budget_display(spec)}.",
                 )
             )
-        wake = await self._revoke_due(ref, spec, record, rotate_request, now, audits)
+        wake = await self._revoke_due(ref, record, now, audits)
         if not any(k.mode is Mode.BYOK for k in record.state.keys) and (
             record.state.committed
             or record.tokens.keys() & {"provider.openai", "provider.anthropic"}
@@ -658,19 +657,11 @@ class Reconciler:
         )
 
     async def _revoke_due(
-        self,
-        ref: TenantRef,
-        spec: TenantSpec,
-        record: Record,
-        rotate_request: str | None,
-        now: datetime,
-        audits: list[AuditEvent],
+        self, ref: TenantRef, record: Record, now: datetime, audits: list[AuditEvent]
     ) -> float | None:
-        shape_unused = KeyShape(mode=spec.mode, models=())
-        plan = plan_virtual_key(
-            record.state, shape_unused, now=now, rotate_request=None, max_age=None
-        )
-        due = [k for k in record.state.keys if k.alias in plan.revoke]
+        """Revoke keys whose grace period ended; seconds until the next one ends, if any."""
+        aliases, next_revocation = due_revocations(record.state, now)
+        due = [k for k in record.state.keys if k.alias in aliases]
         if due:
             await self._delete_keys_of(ref, due)
             record.state = forget(record.state, [k.alias for k in due])
@@ -684,9 +675,9 @@ class Reconciler:
                 )
                 for k in due
             )
-        if plan.next_check is None:
+        if next_revocation is None:
             return None
-        return max(1.0, (plan.next_check - now).total_seconds())
+        return max(1.0, (next_revocation - now).total_seconds())
 
     async def _delete_keys_of(self, ref: TenantRef, keys: list[KeyRecord]) -> None:
         tokens = [k.token for k in keys if k.token]
