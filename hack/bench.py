@@ -855,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stop_leftovers(state)
     parts = Parts(state=state, keep=args.keep)
+    report: dict[str, Any] | None = None
     try:
         try:
             start_parts(parts, overrides)
@@ -863,11 +864,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         report = run_bench(args, parts, overrides)
     finally:
-        parts.stop()
+        if report is None or not args.keep:  # with --keep, say what runs after the table
+            parts.stop()
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(render_table(report))
     print(f"\nJSON: {out}")
+    if args.keep:
+        parts.stop()
     ok = report["operator"]["all_ready"] and (args.skip_baseline or report["baseline"]["all_ready"])
     return 0 if ok else 1
 

@@ -14,6 +14,11 @@ server, never by reading the operator's own status:
 - every virtual key names its models explicitly, and during BYOK one tenant's key cannot call
   another tenant's deployments.
 
+Along the way (DESIGN §2): the key published in an agent's Secret always works, except while
+LiteLLM itself restarts; rotating a provider key keeps the agents' virtual key; and a replaced
+virtual key keeps working for ``spec.rotation.gracePeriod`` after its successor is published,
+then gets 401 (measured second by second for a few tenants by ``GraceWatcher``).
+
 The seed is printed; ``BYOK_CHAOS_SEED=<n>`` replays the same tenant mix and kill gaps (wall
 clock timing still varies). ``BYOK_CHAOS_TENANTS`` changes the tenant count (default 30).
 """
@@ -310,6 +315,7 @@ class Retirement:
 
     @property
     def grace_at_least(self) -> float:
+        """A lower bound: the old key still answered this long after its successor was seen."""
         return 0.0 if self.last_ok is None else max(0.0, self.last_ok - self.seen)
 
 
@@ -384,10 +390,15 @@ class GraceWatcher:
         found = []
         for r in self.retirements:
             at_most = r.grace_at_most
+            # While LiteLLM restarts on an empty database every key is lost anyway (and a key
+            # replaced in that phase is reported as a violation of its own).
+            if r.phase == "rotate-provider-keys":
+                continue
             if at_most is not None and at_most < grace:
                 found.append(
                     f"{r.phase}: {r.tenant}: the replaced virtual key got 401 at most "
-                    f"{at_most:.2f}s after its successor was published (seen {r.seen_wall} UTC; "
+                    f"{at_most:.2f}s after its successor was published (it still answered 200 "
+                    f"{r.grace_at_least:.2f}s after; successor seen {r.seen_wall} UTC; "
                     f"gracePeriod {grace:.0f}s)\n{evidence(r.tenant)}"
                 )
         return found
@@ -397,7 +408,8 @@ class GraceWatcher:
         if not done:
             return f"{len(self.retirements)} replacements seen, none measured"
         return (
-            f"{len(self.retirements)} replacements of {len(self.watched)} watched tenants; "
+            f"{len(self.retirements)} replacements of {len(self.watched)} watched tenants "
+            f"({len(self.errors)} failed Secret reads); "
             f"old key worked for at most min {min(done):.1f}s / median "
             f"{statistics.median(done):.1f}s / max {max(done):.1f}s after the new one appeared"
         )
@@ -638,7 +650,10 @@ class Scenario:
         began = time.monotonic()
         restart(self.litellm)  # on an EMPTY database: the operator must rebuild everything
         self.litellm_restart = time.monotonic() - began
-        print(f"[chaos] LiteLLM restarted (empty database) in {self.litellm_restart:.1f}s")
+        print(
+            f"[chaos] LiteLLM restarted (empty database) in {self.litellm_restart:.1f}s",
+            flush=True,
+        )
         chaos.storm(rng.uniform(*STORM))
         self.converge("rotate provider keys", self.kept(self.on_own_keys))
         after = self.secrets.all(self.namespaces)
@@ -648,6 +663,7 @@ class Scenario:
                     f"{t.label}: rotating the provider key replaced the agents' virtual key "
                     "(it should stay and keep working)"
                 )
+                t.retired_vks, t.vk = [*t.retired_vks, t.vk or ""], after.get(t.label)
 
         self.phase("rotate-virtual-keys", rng.uniform(*STORM))
         value = f"chaos-{rng.getrandbits(32):08x}"

@@ -621,8 +621,10 @@ class Reconciler:
                 )
             ).token
         )
-        _replace_key(record, pending.model_copy(update={"token": token, "issued_at": now}))
         await self._publish(ref, value)
+        # The grace period of the key it replaces starts now, when agents can see the new one.
+        now = self.deps.clock()
+        _replace_key(record, pending.model_copy(update={"token": token, "issued_at": now}))
         previous = record.state.live()
         grace = spec.rotation.grace_period if grace is None else grace
         record.state = promote(record.state, pending.alias, now=now, grace=grace)

@@ -44,6 +44,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from harness.waiting import wait_for
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-k8s-binaries.sh"
 BINARIES = ("etcd", "kube-apiserver", "kubectl")
@@ -795,13 +797,24 @@ def install_crds(cluster: Cluster, crd_dir: Path, timeout: float = 60) -> None:
     names = applied.stdout.split()
     if not names:
         raise ClusterError(f"no CRDs found in {crd_dir}")
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        f"--timeout={timeout:.0f}s",
-        *names,
-        timeout=timeout + 10,
-    )
+
+    # Polled rather than `kubectl wait`: right after creation a CRD may have no conditions yet,
+    # and kubectl wait then fails at once ("accessor error") instead of waiting.
+    def established() -> bool:
+        result = cluster.kubectl("get", *names, "-o", "json", check=False)
+        if result.returncode != 0:
+            return False
+        found = json.loads(result.stdout)
+        items = found.get("items", [found])
+        return len(items) == len(names) and all(
+            any(
+                c.get("type") == "Established" and c.get("status") == "True"
+                for c in (item.get("status") or {}).get("conditions") or []
+            )
+            for item in items
+        )
+
+    wait_for(established, timeout=timeout, what=f"CRDs {', '.join(names)} to be Established")
 
 
 def delete_namespace(cluster: Cluster, name: str, timeout: float = 60) -> None:
