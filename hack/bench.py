@@ -475,12 +475,14 @@ class Parts:
     stub: ProviderStub | None = None
     operator: OperatorProcess | None = None
     notes: list[str] = field(default_factory=list)
+    namespaces: list[str] = field(default_factory=list)  # the bench's own
 
     def stop(self) -> None:
         if self.keep:
             self._print_kept()
             return
         steps: list[tuple[str, Callable[[], None]]] = [
+            ("bench namespaces", self._delete_namespaces),
             ("operator", self._stop_operator),
             ("LiteLLM test bed", self._stop_testbed),
             ("provider stub", self._stop_stub),
@@ -491,6 +493,24 @@ class Parts:
                 step()
             except Exception as exc:
                 print(f"warning: stopping the {what} failed: {exc}", file=sys.stderr)
+
+    def _delete_namespaces(self) -> None:
+        """On a cluster that outlives the bench: delete its tenants while the operator still
+        runs (its finalizer cleans the gateway), then their namespaces."""
+        if self.cluster is None or not self.cluster.external:
+            return  # a local cluster is thrown away whole
+        for namespace in self.namespaces:
+            self.cluster.kubectl(
+                "delete",
+                "tlc",
+                "--all",
+                "-n",
+                namespace,
+                "--timeout=120s",
+                check=False,
+                timeout=150,
+            )
+            self.cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
     def _stop_operator(self) -> None:
         if self.operator is not None:
@@ -888,6 +908,7 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
     base_ns = [f"bench-{run_id}-base-{i}" for i in range(args.namespaces)]
     op_ns = [f"bench-{run_id}-op-{i}" for i in range(args.namespaces)]
     ensure_namespaces(core, base_ns + op_ns)
+    parts.namespaces = base_ns + op_ns
     roots = lambda: cpu_roots(parts)  # noqa: E731
     phase_args: dict[str, Any] = {
         "apply_client": apply_client,
@@ -1023,7 +1044,7 @@ def _git_state() -> str:
 def _ratios(base: dict[str, Any] | None, op: dict[str, Any]) -> dict[str, float | None]:
     def ratio(o: Any, b: Any) -> float | None:
         if isinstance(o, int | float) and isinstance(b, int | float) and b:
-            return round(o / b, 2)
+            return float(f"{o / b:.3g}")
         return None
 
     if base is None:

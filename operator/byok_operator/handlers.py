@@ -59,7 +59,9 @@ async def startup(
         Deps(
             settings=config,
             kube=kube,
-            gateway=LiteLLMGateway(config.litellm_url, config.litellm_master_key),
+            gateway=LiteLLMGateway(
+                config.litellm_url, config.litellm_master_key, timeout=config.gateway_timeout
+            ),
             validator=KeyValidator(
                 openai_base_url=config.openai_base_url,
                 anthropic_base_url=config.anthropic_base_url,

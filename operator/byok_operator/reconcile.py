@@ -91,6 +91,8 @@ class CommittedKey(BaseModel):
 class VaultState(BaseModel):
     keys: list[KeyRecord] = Field(default_factory=list)
     committed: dict[Provider, CommittedKey] = Field(default_factory=dict)
+    # Which committed key each gateway credential holds (fingerprints), to write only changes.
+    credentials: dict[Provider, str] = Field(default_factory=dict)
     enabled_since: datetime | None = None
     rotate_request: str | None = None
 

@@ -46,6 +46,7 @@ class Settings:
     retry_delay: float
     instance_id: str
     unplanned_rotation_grace: float
+    gateway_timeout: float
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -85,4 +86,5 @@ class Settings:
             retry_delay=_seconds(env, "BYOK_RETRY_DELAY", 30),
             instance_id=env.get("BYOK_INSTANCE_ID") or "default",
             unplanned_rotation_grace=_seconds(env, "BYOK_UNPLANNED_ROTATION_GRACE", 120),
+            gateway_timeout=_seconds(env, "BYOK_GATEWAY_TIMEOUT", 60),
         )

@@ -24,7 +24,7 @@ from byok_operator.api import AuditAction, ConditionType, Mode, Provider, Reason
 from byok_operator.audit import AuditEvent
 from byok_operator.conditions import find
 from byok_operator.crypto import DecryptionError, Vault, fingerprint
-from byok_operator.gateway.litellm import GatewayError, KeySpec, LiteLLMGateway
+from byok_operator.gateway.litellm import DeploymentInfo, GatewayError, KeySpec, LiteLLMGateway
 from byok_operator.kube import Kube, SecretData
 from byok_operator.models import SpecError, TenantSpec, parse_spec
 from byok_operator.providers import KeyValidationError, KeyValidator, offered
@@ -333,7 +333,7 @@ class Reconciler:
                     fingerprint=committed[provider].fingerprint,
                 )
             )
-        wake = await self._revoke_due(ref, record, now, audits)
+        wake = await self._revoke_due(ref, record, self.deps.clock(), audits)
         audits += _rotation_due_audits(spec, record.state, raw_status, now)
         status = build_status(
             ref,
@@ -402,23 +402,27 @@ class Reconciler:
         committed: Mapping[Provider, CommittedKey],
         deployments: list[DesiredDeployment],
     ) -> list[str]:
-        """Credentials (always written: a key swap is live at once, and a credential changed
-        behind our back is put back), then deployments that are missing or differ.
+        """Credentials that are missing or hold another key than the committed one, then
+        deployments that are missing or differ; then what is no longer wanted goes.
 
-        Returns what the gateway was missing, for the repair event.
+        Only this tenant's objects are looked up (by name, or narrowed on the server), so a
+        pass costs the same however many tenants share the gateway. Returns what the gateway
+        was missing, for the repair event.
         """
         base_urls = {
             Provider.OPENAI: self.deps.settings.openai_base_url,
             Provider.ANTHROPIC: self.deps.settings.anthropic_base_url,
         }
-        marker = {"tlc_uid": ref.uid}
-        have_creds = {c.name for c in await self.deps.gateway.list_credentials(match=marker)}
-        have_deps = {d.id: d for d in await self.deps.gateway.list_deployments(match=marker)}
+        have_creds = await self._tenant_credentials(ref)
+        have_deps = await self._tenant_deployments(ref)
         missing = []
-        for provider in committed:
+        written = dict(record.state.credentials)
+        for provider, key in committed.items():
             name = credential_name(ref.uid, provider)
             if name not in have_creds:
                 missing.append(f"credential {name}")
+            elif written.get(provider) == key.fingerprint:
+                continue
             raw = self.deps.vault.decrypt(record.tokens[f"provider.{provider.value}"])
             await self.deps.gateway.upsert_credential(
                 name,
@@ -427,6 +431,7 @@ class Reconciler:
                 api_base=base_urls[provider],
                 info=_markers(ref, self.deps.settings.instance_id),
             )
+            written[provider] = key.fingerprint
         for wanted in deployments:
             current = have_deps.get(wanted.id)
             if current is None:
@@ -444,26 +449,47 @@ class Reconciler:
                 wanted.credential,
                 info=_markers(ref, self.deps.settings.instance_id),
             )
-        await self._remove_byok_objects(ref, keep=deployments, providers=tuple(committed))
+        await self._remove_byok_objects(
+            ref, keep=deployments, providers=tuple(committed), known=(have_creds, have_deps)
+        )
+        written = {p: fp for p, fp in written.items() if p in committed}
+        if written != record.state.credentials:
+            record.state = record.state.model_copy(update={"credentials": written})
+            await self.save(ref, record)
         return missing
+
+    async def _tenant_credentials(self, ref: TenantRef) -> set[str]:
+        names = [credential_name(ref.uid, provider) for provider in Provider]
+        return {name for name in names if await self.deps.gateway.get_credential(name)}
+
+    async def _tenant_deployments(self, ref: TenantRef) -> dict[str, DeploymentInfo]:
+        """This tenant's deployments; their public names carry the uid's first 8 characters."""
+        found = await self.deps.gateway.list_deployments(
+            search=f"{ref.uid[:8]}/", match={"tlc_uid": ref.uid}
+        )
+        return {d.id: d for d in found}
 
     async def _remove_byok_objects(
         self,
         ref: TenantRef,
         keep: tuple[DesiredDeployment, ...] | list[DesiredDeployment],
         providers: tuple[Provider, ...] = (),
+        known: tuple[set[str], dict[str, DeploymentInfo]] | None = None,
     ) -> bool:
         """Delete this tenant's deployments and credentials that are no longer wanted."""
+        have_creds, have_deps = known or (
+            await self._tenant_credentials(ref),
+            await self._tenant_deployments(ref),
+        )
         wanted = {d.id for d in keep}
         removed = False
-        for deployment in await self.deps.gateway.list_deployments(match={"tlc_uid": ref.uid}):
-            if deployment.id not in wanted:
-                removed |= await self.deps.gateway.delete_deployment(deployment.id)
+        for deployment_id in have_deps:
+            if deployment_id not in wanted:
+                removed |= await self.deps.gateway.delete_deployment(deployment_id)
         for provider in Provider:
-            if provider not in providers:
-                removed |= await self.deps.gateway.delete_credential(
-                    credential_name(ref.uid, provider)
-                )
+            name = credential_name(ref.uid, provider)
+            if provider not in providers and name in have_creds:
+                removed |= await self.deps.gateway.delete_credential(name)
         return removed
 
     # --- Platform --------------------------------------------------------------------------
@@ -487,13 +513,13 @@ class Reconciler:
                     f"Platform keys in use, budget {budget_display(spec)}.",
                 )
             )
-        wake = await self._revoke_due(ref, record, now, audits)
+        wake = await self._revoke_due(ref, record, self.deps.clock(), audits)
         if not any(k.mode is Mode.BYOK for k in record.state.keys) and (
             record.state.committed
             or record.tokens.keys() & {"provider.openai", "provider.anthropic"}
         ):
             await self._remove_byok_objects(ref, keep=())
-            record.state = record.state.model_copy(update={"committed": {}})
+            record.state = record.state.model_copy(update={"committed": {}, "credentials": {}})
             for provider in Provider:
                 record.tokens.pop(f"provider.{provider.value}", None)
             await self.save(ref, record)
@@ -597,6 +623,7 @@ class Reconciler:
             record.state = forget(record.state, [pending.alias])
             record.tokens.pop(f"vk.{pending.alias}", None)
             pending = None
+        minted = pending is None
         if pending is None:
             pending = KeyRecord(
                 alias=key_alias(ref.uid, record.state.next_serial()),
@@ -611,16 +638,13 @@ class Reconciler:
             )
             await self.save(ref, record)  # before the gateway sees it: a retry reuses this value
         value = self.deps.vault.decrypt(record.tokens[f"vk.{pending.alias}"])
-        existing = await self.deps.gateway.find_key_by_alias(pending.alias)
-        token = (
-            existing.token
-            if existing
-            else (
-                await self.deps.gateway.generate_key(
-                    _key_spec(ref, pending.alias, value, shape, self.deps.settings.instance_id)
-                )
-            ).token
-        )
+        # Only a pending key from an earlier, interrupted pass can already be in the gateway.
+        existing = None if minted else await self.deps.gateway.find_key_by_alias(pending.alias)
+        if existing is None:
+            spec_ = _key_spec(ref, pending.alias, value, shape, self.deps.settings.instance_id)
+            token = (await self.deps.gateway.generate_key(spec_)).token
+        else:
+            token = existing.token
         await self._publish(ref, value)
         # The grace period of the key it replaces starts now, when agents can see the new one.
         now = self.deps.clock()

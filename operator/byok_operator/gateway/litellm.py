@@ -24,6 +24,7 @@ they appear in a URL; error messages from LiteLLM pass through :func:`redact`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import re
@@ -474,6 +475,7 @@ class LiteLLMGateway:
         *,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_model_writes: int = 2,
     ) -> None:
         master_key = master_key.strip()  # a key read from a file often ends with a newline
         if not master_key:
@@ -482,6 +484,9 @@ class LiteLLMGateway:
             raise ValueError("LiteLLM master key contains whitespace: check LITELLM_MASTER_KEY")
         self._url = _display_url(base_url)
         self._timeout = timeout
+        # LiteLLM reloads its whole router under one lock on every deployment write, so they
+        # run one at a time there anyway: queueing them here keeps each within the timeout.
+        self._model_writes = asyncio.Semaphore(max_model_writes)
         self._master_key = master_key
         self._client = httpx.AsyncClient(
             base_url=base_url,
@@ -659,6 +664,12 @@ class LiteLLMGateway:
             "model_info": {"id": deployment_id, MARKER_FIELD: self._marker(info)},
         }
         action = f"update deployment {deployment_id!r}"
+        async with self._model_writes:
+            await self._write_deployment(deployment_id, desired, body, action)
+
+    async def _write_deployment(
+        self, deployment_id: str, desired: DeploymentInfo, body: Mapping[str, Any], action: str
+    ) -> None:
         existing = await self.get_deployment(deployment_id)
         if existing == desired:
             return
