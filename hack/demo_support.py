@@ -10,24 +10,23 @@ this module only adds what a demo needs on top: processes that may outlive the s
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.cluster import die_with_parent_hook
 from harness.waiting import wait_for
 from stubs.provider_stub import ProviderStub, fingerprint_of
 
 REPO = Path(__file__).resolve().parents[1]
 STUB_SCRIPT = REPO / "tests" / "stubs" / "provider_stub.py"
 DEMO_STATE = "demo.json"
-PR_SET_PDEATHSIG = 1
 WIDTH = 100
 
 
@@ -89,19 +88,6 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 # --- processes the demo owns --------------------------------------------------------------
 
 
-def die_with_parent() -> Callable[[], None]:
-    """A preexec hook: the child gets SIGTERM if this process dies (Ctrl-C, kill -9)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    parent = os.getpid()
-
-    def hook() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return hook
-
-
 def record(state_dir: Path, **values: object) -> None:
     """Merge values into STATE/demo.json (PIDs of what the demo started, and how)."""
     path = state_dir / DEMO_STATE
@@ -131,7 +117,7 @@ def start_stub(state_dir: Path, *, detach: bool) -> tuple[ProviderStub, subproce
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=None if detach else die_with_parent(),
+            preexec_fn=None if detach else die_with_parent_hook(),
         )
     record(state_dir, stub_pid=process.pid)
 

@@ -346,8 +346,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent_hook() -> Callable[[], None]:
-    """A preexec hook so a test run that is killed outright does not leak its control plane."""
+def die_with_parent_hook() -> Callable[[], None]:
+    """A preexec hook: the child gets SIGTERM when this process dies, even by kill -9, so a
+    run that is killed outright leaks no servers (the test harness and the demo use it)."""
     libc = ctypes.CDLL(None, use_errno=True)
     parent = os.getpid()
 
@@ -373,7 +374,7 @@ def _spawn(name: str, argv: list[str], state_dir: Path, detach: bool) -> subproc
             stderr=subprocess.STDOUT,
             cwd=state_dir,
             start_new_session=True,
-            preexec_fn=None if detach else _die_with_parent_hook(),
+            preexec_fn=None if detach else die_with_parent_hook(),
         )
     (state_dir / f"{name}.pid").write_text(f"{process.pid}\n")
     return process
