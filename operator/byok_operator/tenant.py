@@ -356,9 +356,14 @@ class Reconciler:
         """Read each referenced key; ask the provider only about a key that is new, or whose
         last validation is older than spec.validation.interval."""
         checks: dict[Provider, ProviderCheck] = {}
+        secrets_read: dict[str, SecretData | None] = {}  # both providers often share a Secret
         for provider, pspec in spec.providers.configured().items():
             where = pspec.secret_ref
-            secret = await self.deps.kube.read_secret(ref.namespace, where.name)
+            if where.name not in secrets_read:
+                secrets_read[where.name] = await self.deps.kube.read_secret(
+                    ref.namespace, where.name
+                )
+            secret = secrets_read[where.name]
             raw = secret.data.get(where.key) if secret else None
             if secret is None or raw is None:
                 error = _secret_missing(
