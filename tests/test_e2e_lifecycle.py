@@ -125,6 +125,7 @@ def test_bad_keys_end_in_the_right_reason_and_provision_nothing(
     assert tenants.virtual_key(namespace, "bad") is None
     assert tenants.gateway_objects(uid_of(obj)) == {
         "keys": [],
+        "teams": [],
         "deployments": [],
         "credentials": [],
     }
@@ -160,8 +161,12 @@ def test_platform_mode_carries_the_budget_and_reports_spend(
     key = tenants.virtual_key(namespace, "plat")
     assert key
     info = tenants.admin("GET", "/key/info", params={"key": key})["info"]
-    assert (info["max_budget"], info["budget_duration"]) == (25.0, "30d")
+    # The budget lives on the tenant's team (DESIGN §6), so a new key never resets it.
+    assert info["max_budget"] is None
     assert info["models"] == [OPENAI_MODEL]
+    team = tenants.admin("GET", "/team/info", params={"team_id": info["team_id"]})["team_info"]
+    assert info["team_id"] == f"tlc-{uid_of(obj)}"
+    assert (team["max_budget"], team["budget_duration"]) == (25.0, "30d")
     response = tenants.chat(key, OPENAI_MODEL)
     assert response.status_code == 200, response.text
     assert provider_stub.requests(path="/v1/chat/completions")[
@@ -196,10 +201,11 @@ def test_revert_to_platform_removes_everything_byok_and_keeps_agents_working(
 
     def byok_objects_gone() -> dict[str, list[str]] | None:
         objs = tenants.gateway_objects(uid)
-        return objs if not objs["deployments"] and not objs["credentials"] else None
+        return objs if objs["teams"] == [f"tlc-{uid}"] and not objs["credentials"] else None
 
     left = wait_for(byok_objects_gone, timeout=30, what="BYOK objects removed from LiteLLM")
     assert len(left["keys"]) == 1
+    assert left["deployments"] == []
     vault = tenants.cluster.kubectl(
         "get", "secret", f"tlc-vault-{uid}", "-n", OPERATOR_NAMESPACE, "-o", "json"
     )
@@ -222,9 +228,14 @@ def test_delete_leaves_nothing_in_the_gateway(tenants: Tenants, namespace: str) 
     )
     tenants.apply(namespace, "gone", byok_spec())
     uid = uid_of(tenants.wait_condition(namespace, "gone"))
-    assert tenants.gateway_objects(uid)["deployments"]
+    assert tenants.gateway_objects(uid)["teams"] == [f"tlc-{uid}-byok"]
     tenants.cluster.kubectl("delete", "tlc", "gone", "-n", namespace, "--timeout=60s")
-    assert tenants.gateway_objects(uid) == {"keys": [], "deployments": [], "credentials": []}
+    assert tenants.gateway_objects(uid) == {
+        "keys": [],
+        "teams": [],
+        "deployments": [],
+        "credentials": [],
+    }
     gone = tenants.cluster.kubectl(
         "get", "secret", f"tlc-vault-{uid}", "-n", OPERATOR_NAMESPACE, check=False
     )

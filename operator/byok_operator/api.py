@@ -74,6 +74,8 @@ class Reason(StrEnum):
     KEY_TOO_OLD = "KeyTooOld"
     DECRYPTION_FAILED = "DecryptionFailed"
     INVALID_SPEC = "InvalidSpec"
+    KUBERNETES_ERROR = "KubernetesError"
+    VAULT_UNREADABLE = "VaultUnreadable"
 
 
 class AuditAction(StrEnum):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,18 +19,33 @@ from kubernetes import config as kube_config
 
 from byok_operator import api
 from byok_operator.audit import AuditEvent, audit_record, log_audit
+from byok_operator.core.schedule import is_settled, next_due, seconds_until
 from byok_operator.crypto import VaultConfigError
 from byok_operator.gateway.litellm import LiteLLMGateway
 from byok_operator.kube import Kube, load_vault
 from byok_operator.maintenance import Maintenance
+from byok_operator.models import SpecError, parse_spec
 from byok_operator.providers import KeyValidator
 from byok_operator.reconcile import TenantRef
+from byok_operator.scheduler import Scheduler
 from byok_operator.settings import Settings, SettingsError
 from byok_operator.tenant import Deps, Outcome, Reconciler
+from byok_operator.tenant.provisioning import gateway_warnings
 
 TLC = (api.GROUP, api.VERSION, api.PLURAL)
 # Who acted, in audit records of what the operator did on its own (repairs, schedules).
 PERIODIC_ACTOR = f"{api.MANAGER} (periodic pass)"
+
+
+@dataclass
+class Tenant:
+    """What the watch last showed of one TenantLLMConfig (kept for passes kopf does not start)."""
+
+    body: dict[str, Any]
+
+    @property
+    def ref(self) -> TenantRef:
+        return _ref(self.body)
 
 
 @kopf.on.startup()
@@ -45,6 +61,8 @@ async def startup(
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=api.KOPF_PREFIX, key="last-handled-configuration"
     )
+    # Only labelled key Secrets are sent by the API server (server-side, not filtered here).
+    settings.watching.label_selectors["v1", "secrets"] = f"{api.CREDENTIALS_LABEL}=true"
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -55,13 +73,14 @@ async def startup(
         vault = await load_vault(config, kube)
     except (SettingsError, VaultConfigError) as exc:
         raise kopf.PermanentError(f"byok-operator cannot start: {exc}") from None
-    memo.reconciler = Reconciler(
+    gateway = LiteLLMGateway(
+        config.litellm_url, config.litellm_master_key, timeout=config.gateway_timeout
+    )
+    reconciler = Reconciler(
         Deps(
             settings=config,
             kube=kube,
-            gateway=LiteLLMGateway(
-                config.litellm_url, config.litellm_master_key, timeout=config.gateway_timeout
-            ),
+            gateway=gateway,
             validator=KeyValidator(
                 openai_base_url=config.openai_base_url,
                 anthropic_base_url=config.anthropic_base_url,
@@ -72,10 +91,21 @@ async def startup(
             vault=vault,
         )
     )
+    for warning in await gateway_warnings(gateway):
+        logger.warning(warning)
+    memo.reconciler = reconciler
     memo.settings = config
-    memo.maintenance = asyncio.create_task(
-        Maintenance(memo.reconciler).run_forever(config.repair_interval), name="byok-maintenance"
-    )
+    memo.tenants = {}
+    memo.scheduler = Scheduler(lambda uid: _scheduled_pass(memo, uid))
+    memo.tasks = [
+        asyncio.create_task(memo.scheduler.run_forever(), name="byok-scheduler"),
+        asyncio.create_task(
+            Maintenance(reconciler, lambda: _known_tenants(memo), memo.scheduler).run_forever(
+                config.repair_interval
+            ),
+            name="byok-maintenance",
+        ),
+    ]
     logger.info(
         "byok-operator started: gateway %s, operator namespace %s",
         config.litellm_url,
@@ -85,8 +115,7 @@ async def startup(
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    task: asyncio.Task[None] | None = memo.get("maintenance")
-    if task is not None:
+    for task in memo.get("tasks") or []:
         task.cancel()
     reconciler: Reconciler | None = memo.get("reconciler")
     if reconciler is not None:
@@ -105,6 +134,16 @@ def tenants_by_secret(
     return {ref: name for ref in refs}
 
 
+@kopf.on.event(*TLC)
+def remember(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """Keep the latest view of each tenant for scheduled passes and the sweep (no API calls)."""
+    uid = body["metadata"]["uid"]
+    if type == "DELETED":
+        memo.tenants.pop(uid, None)
+    else:
+        memo.tenants[uid] = Tenant(dict(body))
+
+
 @kopf.on.event("", "v1", "secrets", labels={api.CREDENTIALS_LABEL: "true"})
 async def credentials_changed(
     namespace: str | None,
@@ -114,67 +153,113 @@ async def credentials_changed(
     **kwargs: Any,
 ) -> None:
     """Wake tenants whose key Secret changed, by annotating them (never a create/update handler
-    on Secrets: kopf would copy the Secret's data into its last-handled annotation)."""
+    on Secrets: kopf would copy the Secret's data into its last-handled annotation). A tenant
+    that already carries this version (the initial listing after a restart) is left alone."""
     version = meta.get("resourceVersion") or ""
     if namespace is None:
         return
     index: kopf.Index[tuple[str, str], str] = kwargs["tenants_by_secret"]
+    seen = {
+        (t.body["metadata"]["namespace"], t.body["metadata"]["name"]): (
+            t.body["metadata"].get("annotations") or {}
+        ).get(api.SECRETS_VERSION_ANNOTATION)
+        for t in memo.tenants.values()
+    }
     for tenant in index.get((namespace, name), []):
+        if seen.get((namespace, tenant)) == version:
+            continue
         await memo.reconciler.deps.kube.annotate_tenant(
             namespace, tenant, {api.SECRETS_VERSION_ANNOTATION: version}
         )
 
 
 @kopf.on.resume(*TLC)
+async def resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    """After a restart: a settled tenant only gets its next wake-up (no reads, no writes);
+    any other gets a full pass."""
+    status = body.get("status") or {}
+    if is_settled(body["metadata"], status):
+        try:
+            spec = parse_spec(dict(body.get("spec") or {}), name=body["metadata"]["name"])
+        except SpecError:
+            spec = None
+        if spec is not None:
+            when = seconds_until(next_due(spec, status, datetime.now(UTC)), datetime.now(UTC))
+            memo.scheduler.reschedule(body["metadata"]["uid"], when)
+            return
+    await _full_pass(body, patch, memo)
+
+
 @kopf.on.create(*TLC)
 @kopf.on.update(*TLC)
 async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    await _full_pass(body, patch, memo)
+
+
+async def _full_pass(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
     reconciler: Reconciler = memo.reconciler
     outcome = await reconciler.run(
         _ref(body), body.get("spec") or {}, body.get("status") or {}, _rotate_request(body)
     )
-    _report(outcome, body, patch, actor=_actor(body["metadata"]))
+    patch.status.update(outcome.status)
+    _after_pass(memo, body, outcome, actor=_actor(body["metadata"]))
     if outcome.retry_after is not None:
         raise kopf.TemporaryError(outcome.retry_message or "retrying", delay=outcome.retry_after)
 
 
-@kopf.timer(*TLC, interval=10.0, initial_delay=10.0)
-async def periodic(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **_: Any
-) -> None:
-    """Revoke keys whose grace period ended, re-validate, repair drift, refresh spend (when due)."""
+async def _scheduled_pass(memo: kopf.Memo, uid: str) -> None:
+    """A pass the scheduler or the sweep asked for: kopf did not start it, so its status is
+    written here (a merge patch of the status subresource)."""
+    tenant: Tenant | None = memo.tenants.get(uid)
+    if tenant is None:
+        return
+    body = tenant.body
     reconciler: Reconciler = memo.reconciler
-    outcome = await reconciler.run_if_due(
-        _ref(body), body.get("spec") or {}, body.get("status") or {}, _rotate_request(body)
+    outcome = await reconciler.run(
+        tenant.ref, body.get("spec") or {}, body.get("status") or {}, _rotate_request(body)
     )
-    if outcome is not None:
-        _report(outcome, body, patch, actor=PERIODIC_ACTOR)
-        logger.info("Periodic pass done (grace periods, drift, spend, re-validation when due).")
+    meta = body["metadata"]
+    _after_pass(memo, body, outcome, actor=PERIODIC_ACTOR)
+    await reconciler.deps.kube.patch_tenant_status(meta["namespace"], meta["name"], outcome.status)
+    if outcome.retry_after is not None:
+        memo.scheduler.wake_in(uid, outcome.retry_after)
+
+
+def _after_pass(memo: kopf.Memo, body: Any, outcome: Outcome, *, actor: str | None) -> None:
+    """Audits, the tenant's next wake-up, and the remembered status (so a scheduled pass that
+    runs before the watch shows this one's status does not work from an older one)."""
+    for event in outcome.audits:
+        _audit(body, event, actor=actor)
+    uid = body["metadata"]["uid"]
+    memo.scheduler.reschedule(uid, outcome.wake_after)
+    tenant: Tenant | None = memo.tenants.get(uid)
+    if tenant is not None:
+        status = {**(tenant.body.get("status") or {}), **outcome.status}
+        tenant.body = {**tenant.body, "status": status}
+
+
+def _known_tenants(memo: kopf.Memo) -> dict[str, dict[str, Any]]:
+    return {uid: t.body for uid, t in memo.tenants.items()}
 
 
 @kopf.on.delete(*TLC)
 async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo.reconciler
+    memo.scheduler.cancel(body["metadata"]["uid"])
     for event in await reconciler.delete(_ref(body)):
         _audit(body, event, actor=_actor(body["metadata"]))
 
 
-def _ref(body: kopf.Body) -> TenantRef:
+def _ref(body: Any) -> TenantRef:
     meta = body["metadata"]
     return TenantRef(meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation") or 0))
 
 
-def _rotate_request(body: kopf.Body) -> str | None:
+def _rotate_request(body: Any) -> str | None:
     return (body["metadata"].get("annotations") or {}).get(api.ROTATE_VIRTUAL_KEY_ANNOTATION)
 
 
-def _report(outcome: Outcome, body: kopf.Body, patch: kopf.Patch, *, actor: str | None) -> None:
-    patch.status.update(outcome.status)
-    for event in outcome.audits:
-        _audit(body, event, actor=actor)
-
-
-def _audit(body: kopf.Body, event: AuditEvent, *, actor: str | None) -> None:
+def _audit(body: Any, event: AuditEvent, *, actor: str | None) -> None:
     spec = body.get("spec") or {}
     meta = body["metadata"]
     record = audit_record(

@@ -25,6 +25,10 @@ class KubeError(RuntimeError):
     """A Kubernetes call failed for a reason other than 'not found'."""
 
 
+class SecretConflict(KubeError):
+    """A create found the Secret already there, or a replace found it changed since read."""
+
+
 @dataclass(frozen=True)
 class SecretData:
     name: str
@@ -116,6 +120,63 @@ class Kube:
             await asyncio.to_thread(self._core.replace_namespaced_secret, name, namespace, body)
         except ApiException as exc:
             raise _explain(f"updating Secret {namespace}/{name}", exc) from None
+
+    async def put_secret(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        *,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        resource_version: str | None,
+    ) -> str:
+        """Create the Secret (``resource_version`` None) or replace exactly that version;
+        returns the new resourceVersion. Either way one call; SecretConflict otherwise."""
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                namespace=namespace,
+                labels=dict(labels),
+                annotations=dict(annotations),
+                resource_version=resource_version,
+            ),
+            type="Opaque",
+            data=_encode(data),
+        )
+        try:
+            if resource_version is None:
+                obj = await asyncio.to_thread(self._core.create_namespaced_secret, namespace, body)
+            else:
+                obj = await asyncio.to_thread(
+                    self._core.replace_namespaced_secret, name, namespace, body
+                )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise SecretConflict(f"Secret {namespace}/{name} changed meanwhile") from None
+            if exc.status == 404 and resource_version is not None:
+                raise SecretConflict(f"Secret {namespace}/{name} was deleted meanwhile") from None
+            raise _explain(f"writing Secret {namespace}/{name}", exc) from None
+        meta = obj.metadata or client.V1ObjectMeta()
+        return str(meta.resource_version)
+
+    async def patch_tenant_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None:
+        """A merge patch of a TenantLLMConfig's status (for passes kopf did not start)."""
+        try:
+            await asyncio.to_thread(
+                self._custom.patch_namespaced_custom_object_status,
+                api.GROUP,
+                api.VERSION,
+                namespace,
+                api.PLURAL,
+                name,
+                {"status": dict(status)},
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _explain(f"writing the status of {namespace}/{name}", exc) from None
 
     async def delete_secret(self, namespace: str, name: str) -> bool:
         try:

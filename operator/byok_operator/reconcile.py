@@ -7,11 +7,8 @@ without a cluster or a gateway.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Literal
@@ -19,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from byok_operator.api import Mode, Provider
+from byok_operator.core.gateway import KeyShape
 from byok_operator.models import TenantSpec
 
 
@@ -34,21 +32,6 @@ class TenantRef:
 
 # --- Names. Deterministic from the resource uid, so a retry after a crash finds, rather
 # --- than duplicates, what an earlier attempt created.
-
-
-def credential_name(uid: str, provider: Provider) -> str:
-    return f"byok-{uid}-{provider.value}"
-
-
-def deployment_id(uid: str, provider: Provider, model: str) -> str:
-    slug = re.sub(r"[^a-z0-9.-]+", "-", model.lower()).strip("-")[:40]
-    digest = hashlib.sha256(model.encode()).hexdigest()[:6]
-    return f"byok-{uid}-{provider.value}-{slug}-{digest}"
-
-
-def public_model_name(ref: TenantRef, tenant_id: str, model: str) -> str:
-    """The tenant-scoped deployment name; agents never type it (the key aliases it)."""
-    return f"byok-{tenant_id}-{ref.uid[:8]}/{model}"
 
 
 def key_alias(uid: str, serial: int) -> str:
@@ -91,8 +74,16 @@ class CommittedKey(BaseModel):
 class VaultState(BaseModel):
     keys: list[KeyRecord] = Field(default_factory=list)
     committed: dict[Provider, CommittedKey] = Field(default_factory=dict)
-    # Which committed key each gateway credential holds (fingerprints), to write only changes.
+    # What the gateway was told, so a pass writes only changes and never looks before a
+    # create this record says never happened: the committed key (fingerprint) each
+    # credential holds, and the digest of each team as last written.
     credentials: dict[Provider, str] = Field(default_factory=dict)
+    teams: dict[str, str] = Field(default_factory=dict)
+    # Bumped on every write; the status echoes the revision whose gateway writes completed,
+    # so a pass knows when an earlier one stopped half-way and must re-apply everything.
+    revision: int = 0
+    # 1: per-tenant deployments (before DESIGN §6); 2: shared deployments and teams.
+    gateway_model: int = 1
     enabled_since: datetime | None = None
     rotate_request: str | None = None
 
@@ -105,105 +96,9 @@ class VaultState(BaseModel):
     def next_serial(self) -> int:
         return max((k.serial for k in self.keys), default=0) + 1
 
-
-# --- Desired gateway objects.
-
-
-@dataclass(frozen=True)
-class DesiredDeployment:
-    id: str
-    provider: Provider
-    model: str
-    public_name: str
-    litellm_model: str
-    credential: str
-
-
-@dataclass(frozen=True)
-class KeyShape:
-    """Everything a virtual key is limited to; its hash tells when the key must be updated."""
-
-    mode: Mode
-    models: tuple[str, ...]
-    aliases: Mapping[str, str] = field(default_factory=dict)
-    max_budget: Decimal | None = None
-    budget_duration: str | None = None
-    model_rpm_limit: Mapping[str, int] = field(default_factory=dict)
-    model_tpm_limit: Mapping[str, int] = field(default_factory=dict)
-
-    def digest(self) -> str:
-        payload = {
-            "mode": self.mode.value,
-            "models": sorted(self.models),
-            "aliases": dict(sorted(self.aliases.items())),
-            "max_budget": str(self.max_budget) if self.max_budget is not None else None,
-            "budget_duration": self.budget_duration,
-            "rpm": dict(sorted(self.model_rpm_limit.items())),
-            "tpm": dict(sorted(self.model_tpm_limit.items())),
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def byok_models(
-    spec: TenantSpec, provider: Provider, available: Sequence[str], cap: int
-) -> tuple[str, ...]:
-    """The models a tenant gets from one provider: its allow-list, else what its key lists (capped)."""
-    configured = spec.providers.configured()[provider]
-    if configured.models:
-        return tuple(configured.models)
-    return tuple(sorted(available)[:cap])
-
-
-def desired_deployments(
-    ref: TenantRef, spec: TenantSpec, committed: Mapping[Provider, CommittedKey], cap: int
-) -> list[DesiredDeployment]:
-    deployments = []
-    for provider in spec.providers.configured():
-        if provider not in committed:
-            continue
-        for model in byok_models(spec, provider, committed[provider].models, cap):
-            deployments.append(
-                DesiredDeployment(
-                    id=deployment_id(ref.uid, provider, model),
-                    provider=provider,
-                    model=model,
-                    public_name=public_model_name(ref, spec.tenant_id, model),
-                    litellm_model=f"{provider.value}/{model}",
-                    credential=credential_name(ref.uid, provider),
-                )
-            )
-    return deployments
-
-
-def byok_key_shape(spec: TenantSpec, deployments: Sequence[DesiredDeployment]) -> KeyShape:
-    limits = spec.providers.configured()
-    rpm = {
-        d.public_name: limits[d.provider].rpm_limit
-        for d in deployments
-        if limits[d.provider].rpm_limit
-    }
-    tpm = {
-        d.public_name: limits[d.provider].tpm_limit
-        for d in deployments
-        if limits[d.provider].tpm_limit
-    }
-    return KeyShape(
-        mode=Mode.BYOK,
-        models=tuple(d.public_name for d in deployments),
-        aliases={d.model: d.public_name for d in deployments},
-        model_rpm_limit={k: v for k, v in rpm.items() if v is not None},
-        model_tpm_limit={k: v for k, v in tpm.items() if v is not None},
-    )
-
-
-def platform_key_shape(spec: TenantSpec, default_models: Sequence[str]) -> KeyShape:
-    budget = spec.platform.budget
-    return KeyShape(
-        mode=Mode.PLATFORM,
-        models=tuple(spec.platform.models or default_models),
-        max_budget=budget.max_usd if budget else None,
-        budget_duration=budget.period if budget else None,
-    )
+    def is_new(self) -> bool:
+        """Nothing was ever written for this tenant (so it has no legacy objects either)."""
+        return not self.keys and not self.committed and self.revision == 0
 
 
 # --- Virtual key lifecycle: issue new, publish, then revoke the old after the grace period.

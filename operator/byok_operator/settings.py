@@ -47,6 +47,7 @@ class Settings:
     instance_id: str
     unplanned_rotation_grace: float
     gateway_timeout: float
+    max_concurrent_reconciles: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -87,4 +88,5 @@ class Settings:
             instance_id=env.get("BYOK_INSTANCE_ID") or "default",
             unplanned_rotation_grace=_seconds(env, "BYOK_UNPLANNED_ROTATION_GRACE", 120),
             gateway_timeout=_seconds(env, "BYOK_GATEWAY_TIMEOUT", 60),
+            max_concurrent_reconciles=int(_seconds(env, "BYOK_MAX_CONCURRENT_RECONCILES", 16)),
         )

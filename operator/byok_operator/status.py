@@ -98,7 +98,7 @@ def build_status(
             ConditionType.GATEWAY_READY,
             "True" if gateway_ok and live else "False",
             Reason.PROVISIONED if gateway_ok and live else (reason or Reason.RECONCILING),
-            "The tenant's virtual key and deployments are live in the gateway."
+            "The tenant's virtual key and team are live in the gateway."
             if gateway_ok and live
             else (message or "No virtual key has been issued yet."),
         ),
@@ -141,6 +141,11 @@ def build_status(
         }
         if live
         else None,
+        "retiringVirtualKeys": [
+            {"alias": k.alias, "tokenHash": k.token, "revokeAfter": rfc3339(k.revoke_after)}
+            for k in state.keys
+            if k.state == "retiring" and k.revoke_after is not None
+        ],
         "conditions": merge_conditions(
             raw_status.get("conditions"), conditions, generation=ref.generation, now=now
         ),

@@ -166,38 +166,55 @@ class Tenants:
         response.raise_for_status()
         return response.json()
 
-    def paged(self, path: str, items: str, **params: Any) -> list[dict[str, Any]]:
-        """Every item of a LiteLLM list endpoint (they page by at most 100)."""
+    def paged(
+        self, path: str, items: str, size_param: str = "size", **params: Any
+    ) -> list[dict[str, Any]]:
+        """Every item of a LiteLLM list endpoint (they page by at most 100; the team list
+        names its page size ``page_size``)."""
         found: list[dict[str, Any]] = []
         for page in range(1, 1000):
-            batch = self.admin("GET", path, params={**params, "size": 100, "page": page})
+            batch = self.admin("GET", path, params={**params, size_param: 100, "page": page})
             found.extend(batch.get(items) or [])
             if page >= int(batch.get("total_pages") or 1):
                 return found
         raise AssertionError(f"LiteLLM's {path} never ended")
 
     def gateway_objects(self, uid: str) -> dict[str, list[str]]:
-        """Everything in LiteLLM that belongs to the tenant with ``uid`` (asked of LiteLLM itself)."""
+        """Everything in LiteLLM that belongs to the tenant with ``uid`` (asked of LiteLLM itself):
+        keys, teams and credentials, and per-tenant deployments (DESIGN §6: there must be none;
+        the shared deployments belong to no tenant)."""
         keys = self.paged("/key/list", "keys", return_full_object="true")
         models = self.paged("/v2/model/info", "data")
+        teams = self.paged(
+            "/v2/team/list", "teams", "page_size", sort_by="team_id", sort_order="asc"
+        )
         creds = self.admin("GET", "/credentials")
         return {
-            "keys": [
+            "keys": sorted(
                 k.get("key_alias") or k.get("token")
                 for k in keys
                 if uid in json.dumps(k.get("metadata") or {}) or uid in (k.get("key_alias") or "")
-            ],
-            "deployments": [
+            ),
+            "teams": sorted(t["team_id"] for t in teams if uid in t.get("team_id", "")),
+            "deployments": sorted(
                 m["model_info"]["id"]
                 for m in models
-                if uid in str((m.get("model_info") or {}).get("id"))
-            ],
-            "credentials": [
+                if uid[:8] in json.dumps(m.get("model_info") or {}) + m.get("model_name", "")
+            ),
+            "credentials": sorted(
                 c["credential_name"]
                 for c in creds.get("credentials", [])
                 if uid in c.get("credential_name", "")
-            ],
+            ),
         }
+
+    def shared_deployments(self) -> list[str]:
+        """The shared BYOK deployments (model names) the gateway has."""
+        return sorted(
+            m["model_name"]
+            for m in self.paged("/v2/model/info", "data")
+            if '"shared": "true"' in json.dumps(m.get("model_info") or {})
+        )
 
 
 @pytest.fixture(scope="session")

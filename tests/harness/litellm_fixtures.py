@@ -38,6 +38,11 @@ general_settings:
   master_key: os.environ/LITELLM_MASTER_KEY
 litellm_settings:
   telemetry: false
+  # DESIGN §6: a call on a shared BYOK deployment takes the key of the calling key's team.
+  enable_model_config_credential_overrides: true
+router_settings:
+  # One tenant's revoked key (a 401 on a shared deployment) must not cool it down for all.
+  disable_cooldowns: true
 """
 
 _LOG_PATH_KEY = pytest.StashKey[Path]()

@@ -175,6 +175,8 @@ class KeySpec(_Frozen):
 
     alias: str = Field(min_length=1)
     models: list[str]
+    team_id: str | None = None
+    """The LiteLLM team the key belongs to: its budget, and (BYOK) its credentials."""
     key: SecretStr | str | None = None
     """The key's value, if the caller chooses it (LiteLLM makes one up otherwise). Choosing it
     lets a caller store the value first, so a retry or a rebuilt gateway serves the same key.
@@ -232,6 +234,35 @@ class KeySpec(_Frozen):
         return self
 
 
+class TeamSpec(_Frozen):
+    """A LiteLLM team as the caller wants it. ``models`` must be explicit (as for keys)."""
+
+    team_id: str = Field(min_length=1)
+    alias: str
+    models: list[str]
+    model_config_map: dict[str, dict[str, dict[str, str]]] = Field(default_factory=dict)
+    """``metadata.model_config``: shared model name -> {provider: {"litellm_credentials": name}}."""
+    max_budget: float | None = Field(default=None, ge=0)
+    budget_duration: str | None = None
+    info: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("models")
+    @classmethod
+    def _explicit_models(cls, models: list[str]) -> list[str]:
+        _require_explicit_models(models)
+        return models
+
+
+class TeamInfo(_Frozen):
+    team_id: str
+    alias: str | None = None
+    models: list[str] = Field(default_factory=list)
+    spend: float = 0.0
+    max_budget: float | None = None
+    info: dict[str, str] = Field(default_factory=dict)
+    managed: bool = False
+
+
 class IssuedKey(_Frozen):
     """A freshly generated virtual key. ``key`` is the secret; ``token`` is safe to show."""
 
@@ -245,6 +276,7 @@ class KeyInfo(_Frozen):
 
     token: str
     alias: str | None = None
+    team_id: str | None = None
     spend: float = 0.0
     max_budget: float | None = None
     budget_duration: str | None = None
@@ -296,6 +328,7 @@ class _WireDeploymentPage(_Wire):
 class _WireKey(_Wire):
     token: str | None = None
     key_alias: str | None = None
+    team_id: str | None = None
     spend: float | None = None
     max_budget: float | None = None
     budget_duration: str | None = None
@@ -316,6 +349,20 @@ class _WireKeyPage(_Wire):
 
 class _WireKeyInfo(_Wire):
     info: _WireKey
+
+
+class _WireTeam(_Wire):
+    team_id: str
+    team_alias: str | None = None
+    models: list[str] | None = None
+    spend: float | None = None
+    max_budget: float | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class _WireTeamPage(_Wire):
+    teams: list[_WireTeam] = Field(default_factory=list)
+    total_pages: int = 0
 
 
 class _WireIssuedKey(_Wire):
@@ -343,6 +390,7 @@ def _key_info(wire: _WireKey, token: str) -> KeyInfo:
     return KeyInfo(
         token=token,
         alias=wire.key_alias,
+        team_id=wire.team_id,
         spend=wire.spend or 0.0,
         max_budget=wire.max_budget,
         budget_duration=wire.budget_duration,
@@ -355,6 +403,19 @@ def _key_info(wire: _WireKey, token: str) -> KeyInfo:
         managed=managed,
         blocked=bool(wire.blocked),
         status=wire.status,
+    )
+
+
+def _team_info(wire: _WireTeam) -> TeamInfo:
+    info, managed = _read_marker(wire.metadata)
+    return TeamInfo(
+        team_id=wire.team_id,
+        alias=wire.team_alias,
+        models=list(wire.models or ()),
+        spend=wire.spend or 0.0,
+        max_budget=wire.max_budget,
+        info=info,
+        managed=managed,
     )
 
 
@@ -515,6 +576,34 @@ class LiteLLMGateway:
 
     # --- credentials ---
 
+    async def create_credential(
+        self,
+        name: str,
+        provider: Provider,
+        api_key: str,
+        *,
+        api_base: str | None,
+        info: Mapping[str, str],
+    ) -> None:
+        """Create a credential the caller's record says was never made (one call); one that
+        exists after all (a retried pass) is updated in place."""
+        values, credential_info = self._credential_parts(provider, api_key, api_base, info)
+        create = {
+            "credential_name": name,
+            "credential_values": values,
+            "credential_info": credential_info,
+        }
+        response = await self._send(
+            "POST",
+            "/credentials",
+            action=f"create credential {name!r}",
+            body=create,
+            secrets=(api_key,),
+            accept=(400, 409),
+        )
+        if not response.is_success:
+            await self.upsert_credential(name, provider, api_key, api_base=api_base, info=info)
+
     async def upsert_credential(
         self,
         name: str,
@@ -533,15 +622,7 @@ class LiteLLMGateway:
         """
         if not name:
             raise ValueError("credential name must not be empty")
-        if not api_key:
-            raise ValueError(f"credential {name!r}: provider key is empty")
-        values: dict[str, str] = {"api_key": api_key}
-        if api_base:
-            values["api_base"] = api_base
-        credential_info = {
-            "custom_llm_provider": Provider(provider).value,
-            MARKER_FIELD: self._marker(info),
-        }
+        values, credential_info = self._credential_parts(provider, api_key, api_base, info)
         patch: dict[str, Any] = {"credential_values": values, "credential_info": credential_info}
         if not api_base:
             patch["credential_values_to_delete"] = ["api_base"]
@@ -574,6 +655,20 @@ class LiteLLMGateway:
             await self._send(
                 "PATCH", path, action=f"update credential {name!r}", body=patch, secrets=secrets
             )
+
+    def _credential_parts(
+        self, provider: Provider, api_key: str, api_base: str | None, info: Mapping[str, str]
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        if not api_key:
+            raise ValueError("the provider key for a credential is empty")
+        values: dict[str, str] = {"api_key": api_key}
+        if api_base:
+            values["api_base"] = api_base
+        credential_info = {
+            "custom_llm_provider": Provider(provider).value,
+            MARKER_FIELD: self._marker(info),
+        }
+        return values, credential_info
 
     async def get_credential(self, name: str) -> CredentialInfo | None:
         response = await self._send(
@@ -695,6 +790,34 @@ class LiteLLMGateway:
             "PATCH", f"/model/{quote(deployment_id, safe='')}/update", action=action, body=body
         )
 
+    async def create_shared_deployment(
+        self,
+        name: str,
+        litellm_model: str,
+        *,
+        sentinel_key: str,
+        api_base: str | None,
+        info: Mapping[str, str],
+    ) -> None:
+        """Create a deployment every tenant shares (``model_info.id`` = ``name``).
+
+        Its own key is a sentinel no provider accepts: a call gets a real key only from the
+        calling key's team credentials (``enable_model_config_credential_overrides``).
+        """
+        params: dict[str, str] = {"model": litellm_model, "api_key": sentinel_key}
+        if api_base:
+            params["api_base"] = api_base
+        body = {
+            "model_name": name,
+            "litellm_params": params,
+            "model_info": {"id": name, MARKER_FIELD: self._marker(info)},
+        }
+        async with self._model_writes:
+            if await self.get_deployment(name) is None:
+                await self._send(
+                    "POST", "/model/new", action=f"create shared deployment {name!r}", body=body
+                )
+
     async def delete_deployment(self, deployment_id: str) -> bool:
         """Delete the deployment; ``False`` if it was already gone (LiteLLM answers 400)."""
         action = f"delete deployment {deployment_id!r}"
@@ -737,14 +860,119 @@ class LiteLLMGateway:
                 return result
             page += 1
 
+    # --- teams ---
+
+    async def create_team(self, team: TeamSpec) -> None:
+        """Create the team; if it exists already (a retried pass), update it instead."""
+        action = f"create team {team.team_id!r}"
+        response = await self._send(
+            "POST", "/team/new", action=action, body=self._team_body(team), accept=(400,)
+        )
+        if response.status_code == 400:
+            message = _litellm_message(response)[0]
+            if "already exists" not in message.lower():
+                raise self._error(response, action, ())
+            await self.update_team(team)
+
+    async def update_team(self, team: TeamSpec) -> bool:
+        """Make the team match ``team`` (metadata replaced whole, unset budget cleared);
+        ``False`` if there is no such team."""
+        action = f"update team {team.team_id!r}"
+        body = self._team_body(team)
+        response = await self._send(
+            "POST", "/team/update", action=action, body=body, accept=(400, 404)
+        )
+        if response.status_code == 200:
+            return True
+        message = _litellm_message(response)[0].lower()
+        if response.status_code == 404 or "not found" in message or "doesn't exist" in message:
+            return False
+        raise self._error(response, action, ())
+
+    async def upsert_team(self, team: TeamSpec) -> None:
+        """Update, else create: for a pass that cannot trust its record of the gateway."""
+        if not await self.update_team(team):
+            await self.create_team(team)
+
+    async def delete_team(self, team_id: str) -> bool:
+        """Delete the team (and, in LiteLLM, the keys in it); ``False`` if it was gone."""
+        action = f"delete team {team_id!r}"
+        response = await self._send(
+            "POST", "/team/delete", action=action, body={"team_ids": [team_id]}, accept=(400, 404)
+        )
+        if response.is_success:
+            return True
+        message = _litellm_message(response)[0].lower()
+        if response.status_code == 404 or "not found" in message or "doesn't exist" in message:
+            return False
+        raise self._error(response, action, ())
+
+    async def team_info(self, team_id: str) -> TeamInfo | None:
+        response = await self._send(
+            "GET",
+            "/team/info",
+            action=f"read team {team_id!r}",
+            params={"team_id": team_id},
+            accept=(400, 404),
+        )
+        if not response.is_success:
+            return None
+        payload = self._json(response, "read team")
+        raw = payload.get("team_info") if isinstance(payload, Mapping) else None
+        return _team_info(self._validate(raw, _WireTeam, "read team"))
+
+    async def list_teams(self, *, managed_only: bool = True) -> list[TeamInfo]:
+        """Every team, paged (``GET /v2/team/list``), by default only ours: one call per
+        hundred teams, so spend and drift are read in bulk."""
+        result: list[TeamInfo] = []
+        page = 1
+        while True:
+            response = await self._send(
+                "GET",
+                "/v2/team/list",
+                action="list teams",
+                # Sorted by id: the default (newest first) shifts pages while teams are created.
+                params={
+                    "page": page,
+                    "page_size": PAGE_SIZE,
+                    "sort_by": "team_id",
+                    "sort_order": "asc",
+                },
+            )
+            data = self._parse(response, _WireTeamPage, "list teams")
+            for wire in data.teams:
+                team = _team_info(wire)
+                if team.managed or not managed_only:
+                    result.append(team)
+            if page >= data.total_pages or not data.teams:
+                return result
+            page += 1
+
+    def _team_body(self, team: TeamSpec) -> dict[str, Any]:
+        metadata: dict[str, Any] = {MARKER_FIELD: self._marker(team.info)}
+        if team.model_config_map:
+            metadata["model_config"] = {k: dict(v) for k, v in team.model_config_map.items()}
+        return {
+            "team_id": team.team_id,
+            "team_alias": team.alias,
+            "models": list(team.models),
+            "metadata": metadata,
+            "max_budget": team.max_budget,
+            "budget_duration": team.budget_duration,
+        }
+
     # --- virtual keys ---
 
-    async def generate_key(self, spec: KeySpec) -> IssuedKey:
+    async def generate_key(self, spec: KeySpec, *, verify: bool = True) -> IssuedKey:
         """Generate a virtual key limited to ``spec.models``.
 
         A key in the way raises :class:`DuplicateKeyAliasError` (same alias) or
         :class:`DuplicateKeyValueError` (same chosen value, other alias). For crash-safe
         retries, call :meth:`find_key_by_alias` first.
+
+        ``verify`` reads a chosen key back, because LiteLLM answers 200 with a made-up key
+        when the value exists under another alias; a caller whose values are fresh random
+        secrets (a collision is impossible) passes ``False`` and saves the call.
         """
         _require_explicit_models(spec.models)  # also for a KeySpec built without validation
         chosen = spec.chosen_key
@@ -773,7 +1001,7 @@ class LiteLLMGateway:
         except (ValueError, ValidationError):
             # The response holds the new secret: no detail from it goes into the message.
             raise self._shape_error(action) from None
-        if chosen is not None:
+        if chosen is not None and verify:
             stored = await self.key_info(issued.token)
             if stored is None:
                 raise GatewayError(
@@ -808,6 +1036,7 @@ class LiteLLMGateway:
     def _key_body(self, spec: KeySpec, *, clear_unset: bool = False) -> dict[str, Any]:
         body: dict[str, Any] = {
             "key_alias": spec.alias,
+            "team_id": spec.team_id,
             "models": list(spec.models),
             "aliases": dict(spec.aliases),
             "metadata": {MARKER_FIELD: self._marker(spec.metadata)},
@@ -907,6 +1136,13 @@ class LiteLLMGateway:
             if response.status_code != 404:
                 deleted += 1
         return deleted
+
+    async def router_settings(self) -> dict[str, Any]:
+        """The router's effective settings (``GET /router/settings`` ``current_values``)."""
+        response = await self._send("GET", "/router/settings", action="read router settings")
+        payload = self._json(response, "read router settings")
+        values = payload.get("current_values") if isinstance(payload, Mapping) else None
+        return dict(values) if isinstance(values, Mapping) else {}
 
     async def health(self) -> bool:
         """True when LiteLLM answers and its database is connected. Never raises."""

@@ -1,0 +1,115 @@
+"""Provider checks of one pass: read each referenced key Secret, ask the provider only about
+a key that is new or due for re-validation (spec.validation.interval)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from byok_operator import api
+from byok_operator.api import Provider, Reason
+from byok_operator.crypto import fingerprint
+from byok_operator.kube import Kube, SecretData
+from byok_operator.models import TenantSpec
+from byok_operator.providers import KeyValidationError, KeyValidator, offered
+from byok_operator.reconcile import TenantRef, VaultState
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+@dataclass
+class ProviderCheck:
+    provider: Provider
+    fingerprint: str | None = None
+    raw: str | None = field(default=None, repr=False)
+    models: tuple[str, ...] = ()
+    validated_at: datetime | None = None
+    error: KeyValidationError | None = None
+    notes: tuple[str, ...] = ()
+
+
+class ProviderChecks:
+    def __init__(self, kube: Kube, validator: KeyValidator) -> None:
+        self.kube = kube
+        self.validator = validator
+
+    async def check(
+        self, ref: TenantRef, spec: TenantSpec, state: VaultState, now: datetime
+    ) -> dict[Provider, ProviderCheck]:
+        """Read each referenced key; ask the provider only about a key that is new, or whose
+        last validation is older than spec.validation.interval."""
+        checks: dict[Provider, ProviderCheck] = {}
+        secrets_read: dict[str, SecretData | None] = {}  # both providers often share a Secret
+        for provider, pspec in spec.providers.configured().items():
+            where = pspec.secret_ref
+            if where.name not in secrets_read:
+                secrets_read[where.name] = await self.kube.read_secret(ref.namespace, where.name)
+            secret = secrets_read[where.name]
+            raw = secret.data.get(where.key) if secret else None
+            if secret is None or raw is None:
+                error = _secret_missing(
+                    provider, ref.namespace, where.name, where.key, secret is None
+                )
+                checks[provider] = ProviderCheck(provider, error=error)
+                continue
+            check = ProviderCheck(provider, raw=raw, notes=_secret_notes(secret, where.name))
+            known = state.committed.get(provider)
+            if (
+                known is not None
+                and known.fingerprint == fingerprint(raw)
+                and now - known.validated_at < spec.validation.interval
+                and all(offered(known.models, model) for model in pspec.models)
+            ):
+                check.fingerprint, check.models = known.fingerprint, known.models
+                check.validated_at = known.validated_at
+            else:
+                await self._validate(check, pspec.models, revalidate=known is not None)
+            checks[provider] = check
+        return checks
+
+    async def _validate(
+        self, check: ProviderCheck, models: tuple[str, ...], revalidate: bool
+    ) -> None:
+        """Ask the provider (bypassing the validator's cache when re-validating a known key)."""
+        try:
+            validated = await self.validator.validate(
+                check.provider, check.raw or "", models, use_cache=not revalidate
+            )
+        except KeyValidationError as exc:
+            check.error, check.fingerprint = exc, exc.fingerprint
+            return
+        check.fingerprint, check.models = validated.fingerprint, validated.models
+        check.validated_at = validated.validated_at
+
+
+def _secret_notes(secret: SecretData, name: str) -> tuple[str, ...]:
+    """Advice on how a key Secret is kept (appended to KeysValid's message)."""
+    notes = []
+    if secret.labels.get(api.CREDENTIALS_LABEL) != "true":
+        notes.append(
+            f'Secret {name} is not labelled {api.CREDENTIALS_LABEL}="true": a new key in it is '
+            "noticed at the next periodic pass, not at once; add the label."
+        )
+    if LAST_APPLIED in secret.annotations:
+        notes.append(
+            f"Secret {name} carries the {LAST_APPLIED} annotation, a plain-text copy of its data "
+            "in metadata: recreate it with `kubectl create secret` or `kubectl apply --server-side`."
+        )
+    return tuple(notes)
+
+
+def _secret_missing(
+    provider: Provider, namespace: str, name: str, key: str, whole: bool
+) -> KeyValidationError:
+    if whole:
+        message = (
+            f"{provider.value}: Secret {namespace}/{name} was not found. Create it in namespace {namespace} "
+            f'with the key under data.{key} (and label it {api.CREDENTIALS_LABEL}="true" so changes '
+            "are picked up at once)."
+        )
+    else:
+        message = (
+            f"{provider.value}: Secret {namespace}/{name} has no data key {key!r}. Add the provider key "
+            f"under that name, or point spec.providers.{provider.value}.secretRef.key at the right one."
+        )
+    return KeyValidationError(provider, Reason.SECRET_NOT_FOUND, message)

@@ -1,0 +1,600 @@
+"""The tenant reconciler: one short I/O sequence per mode around the pure core.
+
+Each pass:
+1. reads what it needs once (the vault record, cached; the referenced key Secrets) and
+   validates new keys; only what validated is committed;
+2. decides everything in the record -- committed keys, the gateway objects it wants, a new
+   virtual key's value, which retiring keys are due -- and writes the vault once, *before*
+   the gateway hears of any of it, so a retry after a crash reuses, never duplicates;
+3. tells the gateway only what differs from the record of the last finished pass (no lookups
+   before a create the record says never happened), publishes a new virtual key in the
+   agents' Secret, and only then revokes what is due;
+4. returns an :class:`Outcome`: status (echoing the vault revision whose gateway writes
+   finished, so the next pass knows whether it can trust the record), audits, retry, wake.
+
+Every error of a pass leaves through :meth:`Reconciler._failure`, so status always says
+what went wrong. No kopf here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from byok_operator.api import AuditAction, ConditionType, Mode, Provider, Reason
+from byok_operator.audit import AuditEvent
+from byok_operator.conditions import find
+from byok_operator.core.gateway import (
+    KeyShape,
+    byok_plan,
+    byok_team_id,
+    credential_name,
+    platform_key_shape,
+    platform_team,
+)
+from byok_operator.crypto import DecryptionError, Vault
+from byok_operator.gateway.litellm import GatewayError, LiteLLMGateway
+from byok_operator.kube import Kube, KubeError
+from byok_operator.models import SpecError, TenantSpec, parse_spec
+from byok_operator.providers import KeyValidationError, KeyValidator
+from byok_operator.reconcile import (
+    TenantRef,
+    VaultState,
+    budget_display,
+    commit_keys,
+    gateway_secret_name,
+    money,
+)
+from byok_operator.settings import Settings
+from byok_operator.status import (
+    build_status,
+    fingerprints,
+    invalid_spec_status,
+    join_problems,
+    provider_status,
+    rotation_condition,
+)
+from byok_operator.tenant.checks import ProviderCheck, ProviderChecks
+from byok_operator.tenant.provisioning import Provisioner
+from byok_operator.tenant.vault_store import STATE_KEY, Record, VaultConflict, VaultStore
+from byok_operator.tenant.virtual_keys import KeyChanges, VirtualKeys
+
+__all__ = ["STATE_KEY", "Deps", "Outcome", "Reconciler"]
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    kube: Kube
+    gateway: LiteLLMGateway
+    validator: KeyValidator
+    vault: Vault
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+
+@dataclass
+class Outcome:
+    """What a reconcile found and did, for the handler to report."""
+
+    status: dict[str, Any]
+    audits: list[AuditEvent] = field(default_factory=list)
+    retry_after: float | None = None
+    retry_message: str = ""
+    wake_after: float | None = None
+
+
+@dataclass
+class Pass:
+    """Everything one pass works on."""
+
+    ref: TenantRef
+    spec: TenantSpec
+    record: Record
+    raw_status: Mapping[str, Any]
+    rotate_request: str | None
+    now: datetime
+    trusted: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.ref.namespace}/{self.ref.name}"
+
+
+class Reconciler:
+    """Reconciles tenants one at a time each (a lock per uid), at most
+    ``settings.max_concurrent_reconciles`` at once (sized to what the gateway takes)."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        settings = deps.settings
+        self.store = VaultStore(deps.kube, settings.operator_namespace, deps.vault)
+        self.checks = ProviderChecks(deps.kube, deps.validator)
+        self.provisioner = Provisioner(deps.gateway, settings, deps.vault)
+        self.keys = VirtualKeys(deps.gateway, deps.kube, deps.vault, settings)
+        self.spend: dict[str, float] = {}  # platform team spend by uid, refreshed in bulk
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._limit = asyncio.Semaphore(settings.max_concurrent_reconciles)
+        self._distrust: set[str] = set()
+
+    @property
+    def vault(self) -> Vault:
+        return self.deps.vault
+
+    def use_vault(self, vault: Vault) -> None:
+        """New encryption keys (reloaded at run time) for every collaborator."""
+        self.deps.vault = self.store.vault = self.provisioner.vault = self.keys.vault = vault
+
+    def distrust(self, uid: str) -> None:
+        """The gateway lost something of this tenant: its next pass re-applies everything."""
+        self._distrust.add(uid)
+
+    def lock(self, uid: str) -> asyncio.Lock:
+        """The lock that serializes all work on one tenant (reconcile, delete, rewrap)."""
+        return self._locks.setdefault(uid, asyncio.Lock())
+
+    def forget_tenant(self, uid: str) -> None:
+        self._locks.pop(uid, None)
+        self._distrust.discard(uid)
+        self.spend.pop(uid, None)
+        self.store.forget(uid)
+
+    # --- entry points ---------------------------------------------------------------------
+
+    async def run(
+        self,
+        ref: TenantRef,
+        raw_spec: Mapping[str, Any],
+        raw_status: Mapping[str, Any],
+        rotate_request: str | None = None,
+    ) -> Outcome:
+        async with self._limit, self.lock(ref.uid):
+            try:
+                return await self.reconcile(ref, raw_spec, raw_status, rotate_request)
+            except VaultConflict:
+                # Another writer, or a crashed pass that wrote the vault: start from its record.
+                await self.store.reload(ref)
+                return await self.reconcile(ref, raw_spec, raw_status, rotate_request)
+
+    async def reconcile(
+        self,
+        ref: TenantRef,
+        raw_spec: Mapping[str, Any],
+        raw_status: Mapping[str, Any],
+        rotate_request: str | None = None,
+    ) -> Outcome:
+        now = self.deps.clock()
+        try:
+            spec = parse_spec(dict(raw_spec), name=ref.name)
+        except SpecError as exc:
+            return Outcome(invalid_spec_status(ref, raw_status, str(exc), now))
+        finished_before = raw_status.get("gatewayRevision")
+        try:
+            record = await self.store.load(ref, assume_new=not _ever_handled(raw_status))
+        except (KubeError, ValidationError, ValueError) as exc:
+            return self._failure(ref, spec, Record(_empty_state(), {}), raw_status, exc, now)
+        state = record.state
+        trusted = state.is_new() or (
+            finished_before == state.revision
+            and state.gateway_model >= 2
+            and ref.uid not in self._distrust
+        )
+        p = Pass(ref, spec, record, raw_status, rotate_request, now, trusted)
+        try:
+            if spec.mode is Mode.BYOK:
+                outcome = await self._byok(p)
+            else:
+                outcome = await self._platform(p)
+        except VaultConflict:
+            raise
+        except (GatewayError, KubeError, DecryptionError) as exc:
+            return self._failure(ref, spec, p.record, raw_status, exc, now)
+        self._distrust.discard(ref.uid)
+        return outcome
+
+    async def delete(self, ref: TenantRef) -> list[AuditEvent]:
+        """Remove everything the tenant has in the gateway, then its vault and gateway Secrets."""
+        async with self.lock(ref.uid):
+            record = await self.store.reload(ref)
+            await self.keys.revoke(record.state.keys)
+            await self.keys.delete_strays(ref, Record(_empty_state(), {}))
+            await self.provisioner.remove_all(ref)
+            if record.state.gateway_model < 2 and not record.state.is_new():
+                await self.provisioner.remove_legacy_deployments(ref)
+            await self.store.delete(ref)
+            await self.deps.kube.delete_secret(ref.namespace, _gateway_secret(ref))
+        self.forget_tenant(ref.uid)
+        return [
+            AuditEvent(
+                AuditAction.TENANT_DELETED,
+                "Removed the tenant's virtual keys, teams and credentials from the gateway.",
+            )
+        ]
+
+    # --- BYOK ------------------------------------------------------------------------------
+
+    async def _byok(self, p: Pass) -> Outcome:
+        spec, record = p.spec, p.record
+        checks = await self.checks.check(p.ref, spec, record.state, p.now)
+        fresh = {pr: c for pr, c in checks.items() if c.error is None and c.fingerprint}
+        previous = record.state.committed
+        committed = commit_keys(
+            spec.providers.configured(),
+            previous,
+            {
+                pr: (c.fingerprint or "", c.models, c.validated_at or p.now)
+                for pr, c in fresh.items()
+            },
+            p.now,
+        )
+        errors = [c.error for c in checks.values() if c.error is not None]
+        notes = list(dict.fromkeys(note for c in checks.values() for note in c.notes))
+        live = record.state.live()
+        serving_byok = live is not None and live.mode is Mode.BYOK
+        servable = set(committed) == set(spec.providers.configured()) or (
+            serving_byok and bool(committed)
+        )
+        retry = self._retry_delay() if any(e.retryable for e in errors) else None
+        problems = (
+            _key_problem_audits(errors) if _keys_message_changed(p.raw_status, errors) else []
+        )
+        if not servable:
+            status = build_status(
+                p.ref,
+                spec,
+                record.state,
+                p.raw_status,
+                provider_status(spec, checks, committed),
+                p.now,
+                ready=False,
+                errors=errors,
+                notes=notes,
+            )
+            status["gatewayRevision"] = p.raw_status.get("gatewayRevision")
+            return Outcome(status, problems, retry_after=retry, retry_message=join_problems(errors))
+
+        before = record.copy()
+        rotated = [
+            pr
+            for pr in fresh
+            if pr in previous and previous[pr].fingerprint != committed[pr].fingerprint
+        ]
+        self._store_provider_keys(record, committed, fresh, rotated)
+        plan = byok_plan(
+            p.ref.uid,
+            p.label,
+            spec,
+            {pr: c.models for pr, c in committed.items()},
+            self.deps.settings.max_default_models,
+        )
+        changes = self._plan_key(p, plan.key)
+        legacy = _is_legacy(before)
+        record.state = record.state.model_copy(
+            update={
+                "committed": committed,
+                "credentials": {pr: c.fingerprint for pr, c in committed.items()},
+                "teams": {**record.state.teams, plan.team.team_id: plan.team.digest()},
+                "gateway_model": 2,
+            }
+        )
+        await self._save_if_changed(p, before)
+
+        await self.provisioner.shared.ensure(plan.deployments)
+        await self.provisioner.credentials(
+            p.ref, record, committed, before.state.credentials, trusted=p.trusted
+        )
+        await self.provisioner.team(p.ref, plan.team, before.state.teams, trusted=p.trusted)
+        lost = await self.keys.apply(p.ref, record, plan.key, changes, trusted=p.trusted)
+        await self._tidy(p, before, legacy)
+
+        audits = problems + changes.audits
+        if lost and serving_byok:
+            audits.append(_repaired("the tenant's virtual key"))
+        if not serving_byok:
+            audits.append(
+                AuditEvent(
+                    AuditAction.BYOK_ENABLED, f"BYOK enabled with {fingerprints(committed)}."
+                )
+            )
+        audits += [
+            AuditEvent(
+                AuditAction.BYOK_KEYS_ROTATED,
+                f"{pr.value} key rotated to {committed[pr].fingerprint}; agents keep their virtual key.",
+                provider=pr.value,
+                fingerprint=committed[pr].fingerprint,
+            )
+            for pr in rotated
+        ]
+        audits += _rotation_due_audits(spec, record.state, p.raw_status, p.now)
+        status = self._status(
+            p,
+            provider_status(spec, checks, committed),
+            ready=not errors,
+            errors=errors,
+            notes=notes,
+        )
+        return Outcome(
+            status,
+            _merge_first_issue(audits),
+            retry_after=retry,
+            retry_message=join_problems(errors),
+            wake_after=self._wake_after(p, changes),
+        )
+
+    def _store_provider_keys(
+        self,
+        record: Record,
+        committed: Mapping[Provider, Any],
+        fresh: Mapping[Provider, ProviderCheck],
+        rotated: list[Provider],
+    ) -> None:
+        """Encrypted copies of committed keys: new, rotated, or no longer readable ones."""
+        previous = record.state.committed
+        for provider in committed:
+            slot = f"provider.{provider.value}"
+            if provider in fresh and (
+                provider not in previous
+                or provider in rotated
+                or not self.vault.opens(record.tokens.get(slot, ""))
+            ):
+                record.tokens[slot] = self.vault.encrypt(fresh[provider].raw or "")
+        for provider in Provider:
+            if provider not in committed:
+                record.tokens.pop(f"provider.{provider.value}", None)
+
+    # --- Platform --------------------------------------------------------------------------
+
+    async def _platform(self, p: Pass) -> Outcome:
+        record = p.record
+        team = platform_team(p.ref.uid, p.label, p.spec, self.deps.settings.platform_models)
+        shape = platform_key_shape(team)
+        before = record.copy()
+        live = record.state.live()
+        changes = self._plan_key(p, shape)
+        legacy = _is_legacy(before)
+        byok_done = not any(k.mode is Mode.BYOK for k in record.state.keys) and _has_byok(before)
+        teams = {**record.state.teams, team.team_id: team.digest()}
+        update: dict[str, Any] = {"teams": teams, "gateway_model": 2}
+        if byok_done:
+            teams.pop(byok_team_id(p.ref.uid), None)
+            update.update(committed={}, credentials={})
+            for provider in Provider:
+                record.tokens.pop(f"provider.{provider.value}", None)
+        record.state = record.state.model_copy(update=update)
+        await self._save_if_changed(p, before)
+
+        await self.provisioner.team(p.ref, team, before.state.teams, trusted=p.trusted)
+        lost = await self.keys.apply(p.ref, record, shape, changes, trusted=p.trusted)
+        if byok_done:
+            await self.provisioner.remove_byok(p.ref, Provider)
+        await self._tidy(p, before, legacy)
+
+        audits = list(changes.audits)
+        if lost and live is not None and live.mode is Mode.PLATFORM:
+            audits.append(_repaired("the tenant's virtual key"))
+        if live is None or live.mode is not Mode.PLATFORM:
+            audits.append(
+                AuditEvent(
+                    AuditAction.PLATFORM_ENABLED,
+                    f"Platform keys in use, budget {budget_display(p.spec)}.",
+                )
+            )
+        if byok_done:
+            audits.append(
+                AuditEvent(
+                    AuditAction.BYOK_DISABLED,
+                    "BYOK disabled: the tenant's credentials, BYOK team, BYOK virtual key and encrypted key copies were removed.",
+                )
+            )
+        status = self._status(p, [], ready=True)
+        return Outcome(status, _merge_first_issue(audits), wake_after=self._wake_after(p, changes))
+
+    # --- shared steps ----------------------------------------------------------------------
+
+    def _plan_key(self, p: Pass, shape: KeyShape) -> KeyChanges:
+        return self.keys.plan(
+            p.ref.uid,
+            p.record,
+            shape,
+            now=p.now,
+            rotate_request=p.rotate_request,
+            max_age=p.spec.rotation.virtual_key_max_age,
+            grace=p.spec.rotation.grace_period,
+        )
+
+    async def _save_if_changed(self, p: Pass, before: Record) -> None:
+        """The pass's one vault write (none when nothing changed)."""
+        record = p.record
+        if record.state == before.state and record.tokens == before.tokens:
+            return
+        await self.store.save(p.ref, record)
+
+    async def _tidy(self, p: Pass, before: Record, legacy: bool) -> None:
+        """Leftovers: credentials of providers no longer committed, keys the record does not
+        know (only when the record could not be trusted), per-tenant deployments of the old
+        gateway model."""
+        gone = set(before.state.credentials) - set(p.record.state.credentials)
+        if gone and p.record.state.committed:
+            for provider in gone:
+                await self.deps.gateway.delete_credential(credential_name(p.ref.uid, provider))
+        if not p.trusted:
+            await self.keys.delete_strays(p.ref, p.record)
+        if legacy:
+            await self.provisioner.remove_legacy_deployments(p.ref)
+
+    def _status(
+        self,
+        p: Pass,
+        providers: list[dict[str, Any]],
+        *,
+        ready: bool,
+        errors: list[KeyValidationError] | None = None,
+        notes: list[str] | None = None,
+    ) -> dict[str, Any]:
+        spend = self.spend.get(p.ref.uid)
+        status = build_status(
+            p.ref,
+            p.spec,
+            p.record.state,
+            p.raw_status,
+            providers,
+            p.now,
+            ready=ready,
+            errors=errors or [],
+            notes=notes or [],
+            spend=money(spend) if spend is not None else None,
+        )
+        status["gatewayRevision"] = p.record.state.revision
+        return status
+
+    def _wake_after(self, p: Pass, changes: KeyChanges) -> float | None:
+        """Seconds until this tenant next needs a pass: a grace period ends, the virtual key
+        is due for rotation, a committed key is due for re-validation or turns too old.
+        Re-validations are spread over up to a tenth of the interval, by tenant."""
+        state, spec = p.record.state, p.spec
+        due = [t for t in (changes.next_revocation, changes.next_rotation) if t is not None]
+        spread = _spread(p.ref.uid, spec.validation.interval / 10)
+        for key in state.committed.values():
+            due.append(key.validated_at + spec.validation.interval + spread)
+            if key.committed_at + spec.rotation.max_key_age > p.now:
+                due.append(key.committed_at + spec.rotation.max_key_age)
+        if not due:
+            return None
+        return max(0.0, (min(due) - self.deps.clock()).total_seconds())
+
+    def _retry_delay(self) -> float:
+        """The retry delay with jitter (0.8x-1.2x), so tenants failing together do not
+        retry together."""
+        return self.deps.settings.retry_delay * random.uniform(0.8, 1.2)  # noqa: S311
+
+    def _failure(
+        self,
+        ref: TenantRef,
+        spec: TenantSpec,
+        record: Record,
+        raw_status: Mapping[str, Any],
+        exc: Exception,
+        now: datetime,
+    ) -> Outcome:
+        """The one exit for errors of a pass: a condition that says what went wrong, and a
+        retry. The next pass re-applies everything (the status no longer vouches for it)."""
+        gateway_down = isinstance(exc, GatewayError)
+        if isinstance(exc, GatewayError):
+            reason = Reason.GATEWAY_UNAVAILABLE if exc.retryable else Reason.GATEWAY_ERROR
+            retryable = exc.retryable
+        elif isinstance(exc, DecryptionError):
+            reason, retryable = Reason.DECRYPTION_FAILED, False
+        elif isinstance(exc, KubeError):
+            reason, retryable = Reason.KUBERNETES_ERROR, True
+        else:
+            reason, retryable = Reason.VAULT_UNREADABLE, False
+            exc = RuntimeError(
+                f"The vault Secret of this tenant in namespace {self.deps.settings.operator_namespace} "
+                "is not in the operator's format (edited by hand?). Delete it: the next pass "
+                "rebuilds it from the tenant's Secrets and issues a new virtual key."
+            )
+        status = build_status(
+            ref,
+            spec,
+            record.state,
+            raw_status,
+            raw_status.get("providers") or [],
+            now,
+            ready=False,
+            reason=reason,
+            message=str(exc),
+            gateway_ok=not gateway_down,
+        )
+        status["gatewayRevision"] = None
+        delay = self._retry_delay()
+        return Outcome(
+            status, retry_after=delay if retryable else 4 * delay, retry_message=str(exc)
+        )
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _empty_state() -> VaultState:
+    return VaultState()
+
+
+def _ever_handled(raw_status: Mapping[str, Any]) -> bool:
+    return bool(raw_status.get("observedGeneration") or raw_status.get("virtualKey"))
+
+
+def _is_legacy(record: Record) -> bool:
+    return record.state.gateway_model < 2 and not record.state.is_new()
+
+
+def _has_byok(record: Record) -> bool:
+    state = record.state
+    return bool(
+        state.committed
+        or state.credentials
+        or any(t.endswith("-byok") for t in state.teams)
+        or record.tokens.keys() & {f"provider.{p.value}" for p in Provider}
+    )
+
+
+def _gateway_secret(ref: TenantRef) -> str:
+    return gateway_secret_name(ref.name)
+
+
+def _spread(uid: str, width: timedelta) -> timedelta:
+    """A stable offset in [0, width) per tenant, so periodic work spreads over time."""
+    fraction = int(hashlib.sha256(uid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return width * fraction
+
+
+def _repaired(what: str) -> AuditEvent:
+    return AuditEvent(
+        AuditAction.GATEWAY_REPAIRED,
+        f"The gateway had lost {what}; rebuilt it from the encrypted copies.",
+        warning=True,
+    )
+
+
+def _merge_first_issue(audits: list[AuditEvent]) -> list[AuditEvent]:
+    """A first enable says once what it did: the VIRTUAL_KEY_ISSUED of a tenant's first key is
+    folded into its BYOK_ENABLED / PLATFORM_ENABLED event (one Event per new tenant)."""
+    enabled = [
+        a for a in audits if a.action in (AuditAction.BYOK_ENABLED, AuditAction.PLATFORM_ENABLED)
+    ]
+    issued = [a for a in audits if a.action is AuditAction.VIRTUAL_KEY_ISSUED]
+    if not (enabled and issued):
+        return audits
+    first = enabled[0]
+    merged = AuditEvent(first.action, f"{first.message} {issued[0].message}", first.warning)
+    return [merged if a is first else a for a in audits if a not in issued]
+
+
+def _key_problem_audits(errors: list[KeyValidationError]) -> list[AuditEvent]:
+    return [
+        AuditEvent(AuditAction.BYOK_KEY_INVALID, e.message, warning=True, provider=e.provider.value)
+        for e in errors
+        if e.reason in (Reason.INVALID_KEY, Reason.INVALID_FORMAT, Reason.MODELS_NOT_AVAILABLE)
+    ]
+
+
+def _rotation_due_audits(
+    spec: TenantSpec, state: VaultState, raw_status: Mapping[str, Any], now: datetime
+) -> list[AuditEvent]:
+    """One Warning when RotationDue turns True, not one per pass."""
+    due = rotation_condition(spec, state, now)
+    previous = find(raw_status.get("conditions"), ConditionType.ROTATION_DUE)
+    if due.status != "True" or (previous is not None and previous.get("status") == "True"):
+        return []
+    return [AuditEvent(AuditAction.BYOK_ROTATION_DUE, due.message, warning=True)]
+
+
+def _keys_message_changed(raw_status: Mapping[str, Any], errors: list[KeyValidationError]) -> bool:
+    """Warn once per distinct problem, not on every periodic pass."""
+    previous = find(raw_status.get("conditions"), ConditionType.KEYS_VALID)
+    return previous is None or previous.get("message") != join_problems(errors)
