@@ -10,21 +10,24 @@ from cryptography.fernet import Fernet
 
 from byok_operator.api import ConditionType, Mode, Provider
 from byok_operator.conditions import Condition, merge_conditions
+from byok_operator.core.gateway import (
+    KeyShape,
+    byok_plan,
+    platform_key_shape,
+    platform_team,
+    shared_model_name,
+)
 from byok_operator.crypto import DecryptionError, Vault, VaultConfigError, fingerprint
 from byok_operator.models import SpecError, parse_duration, parse_spec
 from byok_operator.reconcile import (
     CommittedKey,
     KeyRecord,
-    KeyShape,
     TenantRef,
     VaultState,
     budget_display,
-    byok_key_shape,
     commit_keys,
-    desired_deployments,
     forget,
     plan_virtual_key,
-    platform_key_shape,
     promote,
 )
 
@@ -148,25 +151,46 @@ def test_byok_shape_names_models_and_aliases_and_limits() -> None:
             models=("claude-x", "claude-y"),
         ),
     }
-    deployments = desired_deployments(REF, spec, committed, cap=1)
-    shape = byok_key_shape(spec, deployments)
-    assert shape.aliases == {
-        "gpt-4o": "byok-acme-0d9c8f8e/gpt-4o",
-        "claude-x": "byok-acme-0d9c8f8e/claude-x",
+    plan = byok_plan(
+        REF.uid, "tenant-a/acme", spec, {p: c.models for p, c in committed.items()}, cap=1
+    )
+    # Shared deployments, named by provider and model only: never by tenant.
+    assert [d.name for d in plan.deployments] == ["byok-openai-gpt-4o", "byok-anthropic-claude-x"]
+    assert plan.key.aliases == {
+        "gpt-4o": "byok-openai-gpt-4o",
+        "claude-x": "byok-anthropic-claude-x",
     }
-    assert set(shape.models) == set(shape.aliases.values())
-    assert shape.model_rpm_limit == {"byok-acme-0d9c8f8e/gpt-4o": 5}
-    assert len({d.id for d in deployments}) == 2
+    assert set(plan.key.models) == set(plan.key.aliases.values()) == set(plan.team.models)
+    assert plan.key.team_id == plan.team.team_id == f"tlc-{REF.uid}-byok"
+    # rpmLimit is per model of the provider, keyed by the shared name LiteLLM resolves to.
+    assert plan.key.model_rpm_limit == {"byok-openai-gpt-4o": 5}
+    # Each shared model points at this tenant's credential of that model's provider only.
+    assert plan.team.model_config == {
+        "byok-openai-gpt-4o": {"openai": {"litellm_credentials": f"byok-{REF.uid}-openai"}},
+        "byok-anthropic-claude-x": {
+            "anthropic": {"litellm_credentials": f"byok-{REF.uid}-anthropic"}
+        },
+    }
+    assert "defaultconfig" not in plan.team.model_config
 
 
-def test_platform_shape_carries_budget() -> None:
+def test_shared_names_never_collide_or_carry_a_slash() -> None:
+    names = {shared_model_name(Provider.OPENAI, m) for m in ("gpt-4o", "gpt_4o", "GPT-4o", "a/b")}
+    assert len(names) == 4
+    assert not any("/" in n for n in names)
+    assert shared_model_name(Provider.OPENAI, "x") != shared_model_name(Provider.ANTHROPIC, "x")
+
+
+def test_platform_team_carries_the_budget_and_the_key_none() -> None:
     spec = parse_spec({"platform": {"budget": {"maxUSD": "500", "period": "30d"}}}, name="a")
-    shape = platform_key_shape(spec, ["gpt-4o-mini"])
-    assert (shape.models, shape.max_budget, shape.budget_duration) == (
+    team = platform_team(REF.uid, "ns/a", spec, ["gpt-4o-mini"])
+    assert (team.models, team.max_budget, team.budget_duration) == (
         ("gpt-4o-mini",),
         Decimal("500"),
         "30d",
     )
+    shape = platform_key_shape(team)
+    assert (shape.team_id, shape.models) == (f"tlc-{REF.uid}", ("gpt-4o-mini",))
     assert budget_display(spec) == "$500/30d"
     assert budget_display(parse_spec(BYOK, name="a")) == "N/A"
 
@@ -178,18 +202,18 @@ def _live(mode: Mode, shape: KeyShape, issued: datetime = T0) -> KeyRecord:
 
 
 def test_plan_issues_on_mode_change_and_updates_on_shape_change() -> None:
-    shape = KeyShape(mode=Mode.PLATFORM, models=("gpt-4o-mini",))
+    shape = KeyShape(mode=Mode.PLATFORM, team_id="tlc-u", models=("gpt-4o-mini",))
     state = VaultState(keys=[_live(Mode.PLATFORM, shape)])
     assert not plan_virtual_key(state, shape, now=T0, rotate_request=None, max_age=None).issue
-    byok = KeyShape(mode=Mode.BYOK, models=("byok-x/gpt-4o",))
+    byok = KeyShape(mode=Mode.BYOK, team_id="tlc-u-byok", models=("byok-openai-gpt-4o",))
     assert plan_virtual_key(state, byok, now=T0, rotate_request=None, max_age=None).issue
-    wider = KeyShape(mode=Mode.PLATFORM, models=("gpt-4o-mini", "gpt-4o"))
+    wider = KeyShape(mode=Mode.PLATFORM, team_id="tlc-u", models=("gpt-4o-mini", "gpt-4o"))
     plan = plan_virtual_key(state, wider, now=T0, rotate_request=None, max_age=None)
     assert (plan.issue, plan.update_live) == (False, True)
 
 
 def test_plan_rotates_on_new_annotation_value_and_on_age() -> None:
-    shape = KeyShape(mode=Mode.PLATFORM, models=("m",))
+    shape = KeyShape(mode=Mode.PLATFORM, team_id="tlc-u", models=("m",))
     state = VaultState(keys=[_live(Mode.PLATFORM, shape)], rotate_request="1")
     assert not plan_virtual_key(state, shape, now=T0, rotate_request="1", max_age=None).issue
     assert plan_virtual_key(state, shape, now=T0, rotate_request="2", max_age=None).issue
@@ -200,7 +224,7 @@ def test_plan_rotates_on_new_annotation_value_and_on_age() -> None:
 
 
 def test_promote_starts_grace_and_revocation_waits_for_it() -> None:
-    shape = KeyShape(mode=Mode.PLATFORM, models=("m",))
+    shape = KeyShape(mode=Mode.PLATFORM, team_id="tlc-u", models=("m",))
     pending = KeyRecord(alias="tlc-u-2", serial=2, mode=Mode.PLATFORM, shape="s", state="pending")
     state = VaultState(keys=[_live(Mode.PLATFORM, shape), pending])
     state = promote(state, "tlc-u-2", now=T0, grace=timedelta(minutes=10))

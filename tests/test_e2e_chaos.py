@@ -6,13 +6,18 @@ At the end every DESIGN §5 invariant is checked by asking LiteLLM (admin API) a
 server, never by reading the operator's own status:
 
 - exactly one live virtual key per tenant once grace windows are over; it is the one in
-  ``<name>-llm-gateway``, it works, and it reaches the provider with the platform's key;
-- no orphaned gateway objects (credentials, deployments, keys) of these tenants, and nothing
+  ``<name>-llm-gateway``, it sits in the tenant's platform team ``tlc-<uid>`` (which still
+  carries the budget), it works, and it reaches the provider with the platform's key;
+- no orphaned gateway objects of these tenants (keys, teams, credentials; and never a
+  per-tenant deployment, DESIGN §6: only shared ones that belong to no tenant), and nothing
   carrying their uids once their TenantLLMConfigs are deleted;
 - no planted provider key or issued virtual key in operator logs, events, TenantLLMConfigs or
   Secret metadata (nor in plaintext in the operator's vault Secrets);
-- every virtual key names its models explicitly, and during BYOK one tenant's key cannot call
-  another tenant's deployments.
+- every virtual key names its models explicitly; during BYOK each tenant's key sits in its
+  BYOK team ``tlc-<uid>-byok``, whose ``metadata.model_config`` maps each of its shared
+  models to the tenant's own credentials ``byok-<uid>-<provider>``; and another tenant's
+  key -- its agents' key, or one with ``all-proxy-models`` in its team or in none -- calling
+  the same model names never carries the first tenant's key to the provider.
 
 Along the way (DESIGN §2): the key published in an agent's Secret always works, except while
 LiteLLM itself restarts; rotating a provider key keeps the agents' virtual key; and a replaced
@@ -75,6 +80,25 @@ CONVERGE_TIMEOUT = 120.0  # per phase, after its storm
 SETTLE_TIMEOUT = 60.0
 
 _ANSWERED_WITH = re.compile(r"answered with key (sha256:[0-9a-f]+)")
+
+# DESIGN §6: the shared deployment per (provider, model), named without "/", and the model
+# name agents ask for (an alias on the key).
+MODELS = {"openai": OPENAI_MODEL, "anthropic": ANTHROPIC_MODEL}
+SHARED = {provider: f"byok-{provider}-{model}" for provider, model in MODELS.items()}
+PLATFORM_MODELS = ["gpt-4o-mini"]  # BYOK_PLATFORM_MODELS of the test operator
+PLATFORM_BUDGET = (10.0, "30d")  # spec.platform.budget of tlc_object
+
+
+def platform_team(uid: str) -> str:
+    return f"tlc-{uid}"
+
+
+def byok_team(uid: str) -> str:
+    return f"tlc-{uid}-byok"
+
+
+def credential(uid: str, provider: str) -> str:
+    return f"byok-{uid}-{provider}"
 
 
 # --- the operator killer -------------------------------------------------------------------
@@ -426,6 +450,7 @@ def token_of(virtual_key: str) -> str:
 @dataclass
 class Snapshot:
     keys: list[dict[str, Any]]
+    teams: list[dict[str, Any]]
     deployments: list[dict[str, Any]]
     credentials: list[dict[str, Any]]
 
@@ -433,26 +458,48 @@ class Snapshot:
     def take(cls, tenants: Tenants) -> Snapshot:
         return cls(
             tenants.paged("/key/list", "keys", return_full_object="true"),
+            tenants.paged(
+                "/v2/team/list", "teams", "page_size", sort_by="team_id", sort_order="asc"
+            ),
             tenants.paged("/v2/model/info", "data"),
             list(tenants.admin("GET", "/credentials").get("credentials") or []),
         )
 
     def of(self, uid: str) -> dict[str, list[dict[str, Any]]]:
-        """Everything in LiteLLM that mentions ``uid`` anywhere (alias, id, metadata, credential)."""
+        """Everything in LiteLLM that mentions ``uid`` anywhere (alias, id, team, metadata,
+        credential). A deployment that does is per-tenant (DESIGN §6: there must be none; also
+        those of the old model, whose public names carried the uid's first 8 characters)."""
         return {
             "keys": [k for k in self.keys if uid in json.dumps(k)],
-            "deployments": [d for d in self.deployments if uid in json.dumps(d)],
+            "teams": [t for t in self.teams if uid in json.dumps(t)],
+            "deployments": [
+                d
+                for d in self.deployments
+                if uid in json.dumps(d) or uid[:8] in str(d.get("model_name"))
+            ],
             "credentials": [c for c in self.credentials if uid in json.dumps(c)],
         }
+
+    def team(self, team_id: str) -> dict[str, Any] | None:
+        return next((t for t in self.teams if t.get("team_id") == team_id), None)
+
+    def shared(self) -> list[str]:
+        """The shared BYOK deployments' names (marked shared, belonging to no tenant)."""
+        return sorted(
+            str(d.get("model_name"))
+            for d in self.deployments
+            if '"shared": "true"' in json.dumps(d.get("model_info") or {})
+        )
 
     @staticmethod
     def names(objects: dict[str, list[dict[str, Any]]]) -> dict[str, list[str]]:
         return {
-            "keys": [str(k.get("key_alias") or k.get("token")) for k in objects["keys"]],
-            "deployments": [
+            "keys": sorted(str(k.get("key_alias") or k.get("token")) for k in objects["keys"]),
+            "teams": sorted(str(t.get("team_id")) for t in objects["teams"]),
+            "deployments": sorted(
                 str((d.get("model_info") or {}).get("id")) for d in objects["deployments"]
-            ],
-            "credentials": [str(c.get("credential_name")) for c in objects["credentials"]],
+            ),
+            "credentials": sorted(str(c.get("credential_name")) for c in objects["credentials"]),
         }
 
 
@@ -882,8 +929,12 @@ class Scenario:
             if byok_gone:
                 assert r.snapshot is not None
                 left = Snapshot.names(r.snapshot.of(t.uid))
-                if left["credentials"] or left["deployments"]:
-                    return f"BYOK objects left in LiteLLM: {left}"
+                if (
+                    left["credentials"]
+                    or left["deployments"]
+                    or left["teams"] != [platform_team(t.uid)]
+                ):
+                    return f"BYOK objects left in LiteLLM (or no platform team): {left}"
             retired = [k for k in [*t.retired_vks, t.vk] if k]
             for old in retired:
                 call = agent_call(self.tenants, old, OPENAI_MODEL)
@@ -908,7 +959,12 @@ class Scenario:
     def settled(self, t: Tenant, r: Round) -> str | None:
         assert r.snapshot is not None
         mine = Snapshot.names(r.snapshot.of(t.uid))
-        if len(mine["keys"]) != 1 or mine["credentials"] or mine["deployments"]:
+        if (
+            len(mine["keys"]) != 1
+            or mine["credentials"]
+            or mine["deployments"]
+            or mine["teams"] != [platform_team(t.uid)]
+        ):
             return f"LiteLLM holds {mine}"
         return None
 
@@ -952,39 +1008,142 @@ def pause_until(deadline: float) -> None:
 def byok_checks(
     tenants: Tenants, provider_stub: ProviderStub, population: list[Tenant]
 ) -> list[str]:
-    """During BYOK: every key names only its tenant's deployments, and another tenant's key
-    cannot call them (nor reach the provider with their key)."""
-    violations: list[str] = []
+    """During BYOK (DESIGN §6), asked of LiteLLM: every tenant has the gateway layout of the
+    model (``byok_layout``), and no key of another tenant reaches its provider keys
+    (``isolation``)."""
     snapshot = Snapshot.take(tenants)
-    for t in population:
-        assert t.vk
-        info = tenants.admin("GET", "/key/info", params={"key": t.vk}).get("info") or {}
-        models = info.get("models") or []
-        if not models:
-            violations.append(f"{t.label}: BYOK virtual key has no explicit models ({info})")
-        foreign = [m for m in models if t.uid[:8] not in m]
-        if foreign:
-            violations.append(f"{t.label}: BYOK virtual key names foreign models {foreign}")
-    same_namespace = [t for t in population if t.namespace == population[0].namespace]
-    other_namespace = [t for t in population if t.namespace != population[0].namespace]
-    pairs = [(population[0], same_namespace[1]), (population[1], population[0])]
+    violations = [
+        f"{t.label}: {problem}" for t in population for problem in byok_layout(tenants, snapshot, t)
+    ]
+    print(
+        f"[chaos] BYOK teams, credentials and keys checked for {len(population)} tenants",
+        flush=True,
+    )
+    return violations + isolation(tenants, provider_stub, population)
+
+
+def byok_layout(tenants: Tenants, snapshot: Snapshot, t: Tenant) -> list[str]:
+    """One live key, in the tenant's BYOK team, naming exactly its shared models (with the
+    agents' model names as aliases); the team maps each of them to the tenant's own credential
+    for that provider; the credentials exist; no per-tenant deployment."""
+    problems: list[str] = []
+    providers = sorted(t.provider_keys())
+    wanted = sorted(SHARED[p] for p in providers)
+    mine = Snapshot.names(snapshot.of(t.uid))
+    if mine["deployments"]:
+        problems.append(f"per-tenant deployments exist: {mine['deployments']}")
+    if mine["teams"] != sorted([platform_team(t.uid), byok_team(t.uid)]):
+        problems.append(f"teams {mine['teams']} (want its platform and BYOK teams)")
+    if mine["credentials"] != sorted(credential(t.uid, p) for p in providers):
+        problems.append(f"credentials {mine['credentials']} (want one per provider)")
+    if len(mine["keys"]) != 1:
+        problems.append(f"{len(mine['keys'])} live virtual keys: {mine['keys']}")
+    missing = sorted(set(wanted) - set(snapshot.shared()))
+    if missing:
+        problems.append(f"shared deployments missing: {missing}")
+    assert t.vk
+    info = tenants.admin("GET", "/key/info", params={"key": t.vk}).get("info") or {}
+    if info.get("team_id") != byok_team(t.uid):
+        problems.append(f"the virtual key is in team {info.get('team_id')!r}")
+    if sorted(info.get("models") or []) != wanted:
+        problems.append(f"the virtual key names models {info.get('models')!r}, not {wanted}")
+    aliases = {MODELS[p]: SHARED[p] for p in providers}
+    if (info.get("aliases") or {}) != aliases:
+        problems.append(f"the virtual key's aliases are {info.get('aliases')!r}, not {aliases}")
+    team = (
+        tenants.admin("GET", "/team/info", params={"team_id": byok_team(t.uid)}).get("team_info")
+        or {}
+    )
+    if sorted(team.get("models") or []) != wanted:
+        problems.append(f"the BYOK team names models {team.get('models')!r}, not {wanted}")
+    config = (team.get("metadata") or {}).get("model_config")
+    own = {SHARED[p]: {p: {"litellm_credentials": credential(t.uid, p)}} for p in providers}
+    if config != own:
+        problems.append(f"the BYOK team's model_config is {config!r}, not {own}")
+    platform = snapshot.team(platform_team(t.uid)) or {}
+    if (platform.get("metadata") or {}).get("model_config"):
+        problems.append("the platform team maps models to credentials")
+    return problems
+
+
+def isolation(tenants: Tenants, provider_stub: ProviderStub, population: list[Tenant]) -> list[str]:
+    """A tenant's provider keys are reachable only through keys of its own team (DESIGN §5,
+    §6). For a few (owner, intruder) pairs, the intruder's agents' key, a key in the
+    intruder's BYOK team with ``all-proxy-models``, and a key in no team with
+    ``all-proxy-models`` call every model name the owner's agents use (the shared deployments'
+    names and their aliases): each call is refused, or answered on the intruder's own key (on
+    no tenant's key, for the key in no team), and the owner's key never reaches the provider."""
+    first = population[0]  # has both providers
+    same_namespace = [t for t in population[1:] if t.namespace == first.namespace]
+    other_namespace = [t for t in population if t.namespace != first.namespace]
+    both = [t for t in population[1:] if t.anthropic]
+    pairs = [(first, same_namespace[0]), (same_namespace[0], first)]
     if other_namespace:
-        pairs += [(population[0], other_namespace[0]), (other_namespace[0], population[0])]
-    for owner, intruder in pairs:
-        deployments = [d["model_name"] for d in snapshot.of(owner.uid)["deployments"]]
-        if not deployments:
-            violations.append(f"{owner.label}: no deployments found in LiteLLM during BYOK")
-        for model in deployments:
-            before = {k: len(provider_stub.requests(key=k)) for k in owner.provider_keys().values()}
+        pairs += [(first, other_namespace[0]), (other_namespace[0], first)]
+    if both:
+        pairs.append((first, both[0]))
+    pairs = list({(a.label, b.label): (a, b) for a, b in pairs}.values())
+    fingerprints = {
+        t.label: {fingerprint_of(k) for k in t.provider_keys().values()} for t in population
+    }
+    made: list[str] = []
+
+    def probe_key(team: str | None) -> str:
+        body: dict[str, Any] = {
+            "key_alias": f"chaos-probe-{secrets.token_hex(6)}",
+            "models": ["all-proxy-models"],
+        }
+        if team:
+            body["team_id"] = team
+        value = str(tenants.admin("POST", "/key/generate", json=body)["key"])
+        made.append(value)
+        return value
+
+    def owner_calls(owner: Tenant) -> int:
+        mine = fingerprints[owner.label]
+        return sum(
+            1
+            for r in provider_stub.requests()
+            if r.key_fingerprint in mine and not r.path.endswith("/models")
+        )
+
+    violations: list[str] = []
+    calls = 0
+    try:
+        loose = probe_key(None)
+        for owner, intruder in pairs:
             assert intruder.vk
-            call = agent_call(tenants, intruder.vk, model)
-            after = {k: len(provider_stub.requests(key=k)) for k in owner.provider_keys().values()}
-            if call.status not in (401, 403) or before != after:
-                violations.append(
-                    f"{intruder.label}'s key called {owner.label}'s deployment {model}: {call}; "
-                    f"owner's key reached the provider: {before != after}"
-                )
-    print(f"[chaos] isolation checked for {len(pairs)} tenant pairs", flush=True)
+            callers: list[tuple[str, str, Tenant | None]] = [
+                (f"{intruder.label}'s agents' key", intruder.vk, intruder),
+                (
+                    f"a key in {intruder.label}'s BYOK team with all-proxy-models",
+                    probe_key(byok_team(intruder.uid)),
+                    intruder,
+                ),
+                ("a key in no team with all-proxy-models", loose, None),
+            ]
+            names = [n for p in sorted(owner.provider_keys()) for n in (SHARED[p], MODELS[p])]
+            for what, key, holder in callers:
+                for model in names:
+                    before = owner_calls(owner)
+                    call = agent_call(tenants, key, model)
+                    leaked = owner_calls(owner) - before
+                    calls += 1
+                    allowed = fingerprints[holder.label] if holder else set()
+                    foreign = set().union(*fingerprints.values()) - allowed
+                    wrong = call.status == 200 and (
+                        call.fingerprint in foreign
+                        or (holder is not None and call.fingerprint not in allowed)
+                    )
+                    if leaked or wrong:
+                        violations.append(
+                            f"{what} called {model} (a model name of {owner.label}'s agents): "
+                            f"{call}; {owner.label}'s key reached the provider {leaked} time(s)"
+                        )
+    finally:
+        for value in made:
+            tenants.admin("POST", "/key/delete", json={"keys": [value]})
+    print(f"[chaos] isolation checked for {len(pairs)} tenant pairs ({calls} calls)", flush=True)
     return violations
 
 
@@ -1020,12 +1179,29 @@ def final_checks(
             if call.status != 200 or call.fingerprint != platform_fp:
                 problems.append(f"the published key does not reach the platform key: {call}")
             info = tenants.admin("GET", "/key/info", params={"key": vk}).get("info") or {}
-            if not info.get("models"):
-                problems.append(f"the virtual key names no models: {info.get('models')!r}")
+            if info.get("models") != PLATFORM_MODELS:
+                problems.append(f"the virtual key names models {info.get('models')!r}")
             if not str(info.get("key_alias") or "").startswith(f"tlc-{t.uid}-"):
                 problems.append(f"unexpected alias {info.get('key_alias')!r}")
-        if mine["credentials"] or mine["deployments"]:
-            problems.append(f"BYOK objects left in Platform mode: {Snapshot.names(mine)}")
+            if info.get("team_id") != platform_team(t.uid):
+                problems.append(f"the virtual key is in team {info.get('team_id')!r}")
+        names = Snapshot.names(mine)
+        if names["credentials"] or names["deployments"] or names["teams"] != [platform_team(t.uid)]:
+            problems.append(f"BYOK objects left in Platform mode (or no platform team): {names}")
+        # The budget belongs to the platform team and outlives every key and mode switch.
+        team = (
+            tenants.admin("GET", "/team/info", params={"team_id": platform_team(t.uid)}).get(
+                "team_info"
+            )
+            or {}
+        )
+        if (team.get("max_budget"), team.get("budget_duration")) != PLATFORM_BUDGET:
+            problems.append(
+                f"the platform team's budget is {team.get('max_budget')!r}/"
+                f"{team.get('budget_duration')!r}, not {PLATFORM_BUDGET}"
+            )
+        if (team.get("metadata") or {}).get("model_config"):
+            problems.append("the platform team still maps models to credentials")
         for old in t.retired_vks:
             if old and old != vk and agent_call(tenants, old, OPENAI_MODEL).status != 401:
                 problems.append("a replaced virtual key still works")
@@ -1040,9 +1216,30 @@ def final_checks(
     extra = [k.get("key_alias") for k in ours if k.get("token") not in live_tokens]
     if extra:
         violations.append(f"keys besides the live ones tagged with the test namespaces: {extra}")
+
+    # ... nor teams besides the platform teams, nor any credential, nor per-tenant deployments.
+    def tagged(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [o for o in objects if any(f'"{ns}"' in json.dumps(o) for ns in namespaces)]
+
+    platform_teams = {platform_team(t.uid) for t in population}
+    teams = tagged(snapshot.teams)
+    extra_teams = [t.get("team_id") for t in teams if t.get("team_id") not in platform_teams]
+    if extra_teams:
+        violations.append(f"teams tagged with the test namespaces: {extra_teams}")
+    extra_creds = [c.get("credential_name") for c in tagged(snapshot.credentials)]
+    if extra_creds:
+        violations.append(f"credentials tagged with the test namespaces: {extra_creds}")
+    per_tenant = [
+        (d.get("model_info") or {}).get("id")
+        for d in tagged(snapshot.deployments)
+        if d.get("model_name") not in SHARED.values()
+    ]
+    if per_tenant:
+        violations.append(f"per-tenant deployments tagged with the test namespaces: {per_tenant}")
     print(
         f"[chaos] verified {len(population)} tenants: {len(live_tokens)} live keys, "
-        f"{len(ours)} keys tagged with the test namespaces",
+        f"{len(ours)} keys and {len(teams)} teams tagged with the test namespaces; "
+        f"shared deployments {snapshot.shared()}",
         flush=True,
     )
     return violations

@@ -2,6 +2,11 @@
 database, the orphan sweep, and encryption-key rotation. Real API server, real LiteLLM,
 provider stand-ins, the operator as a local process. Nothing is mocked.
 
+The gateway model is DESIGN §6: shared deployments per (provider, model) that belong to no
+tenant; per tenant its teams (``tlc-<uid>``: platform, ``tlc-<uid>-byok``: BYOK), its
+credentials (``byok-<uid>-<provider>``, BYOK only) and one virtual key. Drift is found by the
+operator's bulk sweep (every BYOK_REPAIR_INTERVAL seconds), which wakes the tenants concerned.
+
 These tests touch session-wide things (the LiteLLM proxy, the operator process, its
 encryption-key file) and leave each of them running and consistent for the tests after them.
 """
@@ -30,8 +35,11 @@ from stubs.provider_stub import ProviderStub, fingerprint_of
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
 MODEL = "gpt-4o-mini"
-NOTHING = {"keys": [], "deployments": [], "credentials": []}
-REPAIR_DEADLINE = 40.0  # one repair interval (5 s) + the per-tenant timer (10 s), with slack
+SHARED = "byok-openai-gpt-4o-mini"  # the shared deployment every OpenAI BYOK tenant of MODEL uses
+NOTHING: dict[str, list[str]] = {"keys": [], "teams": [], "deployments": [], "credentials": []}
+# One sweep interval (BYOK_REPAIR_INTERVAL, 5 s in tests) + the repair pass, with slack for a
+# busy 2-core machine: the sweep wakes a drifted tenant at once, there is no per-tenant tick.
+REPAIR_DEADLINE = 20.0
 ENCRYPTION_KEY_ID = "llm.byok.io/encryption-key-id"
 
 
@@ -130,9 +138,24 @@ def _unreadable(vault: dict[str, Any], key: str) -> list[str]:
 # --- 1. drift repair ----------------------------------------------------------------------------
 
 
+def _byok_objects(uid: str) -> dict[str, list[str]]:
+    """What a BYOK tenant (OpenAI, never in Platform mode) has in the gateway, but its key."""
+    return {"teams": [f"tlc-{uid}-byok"], "deployments": [], "credentials": [f"byok-{uid}-openai"]}
+
+
+def _repair_messages(tenants: Tenants, namespace: str, name: str, since: int) -> str:
+    """The GATEWAY_REPAIRED events of the tenant after the first ``since`` of them (all Warning)."""
+    repaired = _events(tenants, namespace, name, "GATEWAY_REPAIRED")[since:]
+    assert all(e["type"] == "Warning" for e in repaired), repaired
+    return " ".join(e["message"] for e in repaired)
+
+
 def test_objects_deleted_behind_our_back_are_rebuilt_with_the_same_virtual_key(
     tenants: Tenants, namespace: str, provider_stub: ProviderStub, operator: OperatorProcess
 ) -> None:
+    """The tenant's key, BYOK team and credential deleted in LiteLLM (the shared deployment
+    stays: it is no tenant's): the sweep notices, a repair pass rebuilds all three from the
+    encrypted copies, and the agents' unchanged virtual key works again."""
     obj, provider_key = _byok_tenant(tenants, namespace, "drift")
     uid = uid_of(obj)
     alias = obj["status"]["virtualKey"]["alias"]
@@ -140,14 +163,13 @@ def test_objects_deleted_behind_our_back_are_rebuilt_with_the_same_virtual_key(
     assert virtual_key
     _assert_serves(tenants, provider_stub, virtual_key, provider_key, "before the drift")
     before = tenants.gateway_objects(uid)
-    assert before["keys"] == [alias], before
-    assert before["credentials"] == [f"byok-{uid}-openai"], before
-    assert len(before["deployments"]) == 1, before
+    assert before == {"keys": [alias], **_byok_objects(uid)}, before
+    assert SHARED in tenants.shared_deployments()
+    events_before = len(_events(tenants, namespace, "drift", "GATEWAY_REPAIRED"))
 
     tenants.admin("POST", "/key/delete", json={"key_aliases": [alias]})
+    tenants.admin("POST", "/team/delete", json={"team_ids": [f"tlc-{uid}-byok"]})
     tenants.admin("DELETE", f"/credentials/byok-{uid}-openai")
-    for deployment in before["deployments"]:
-        tenants.admin("POST", "/model/delete", json={"id": deployment})
     lost = time.monotonic()
     assert tenants.gateway_objects(uid) == NOTHING, "the admin API did not delete everything"
     assert tenants.chat(virtual_key, MODEL).status_code == 401, "the deleted key still works"
@@ -155,36 +177,93 @@ def test_objects_deleted_behind_our_back_are_rebuilt_with_the_same_virtual_key(
     wait_for(
         lambda: tenants.gateway_objects(uid) == before,
         timeout=REPAIR_DEADLINE,
-        interval=1,
-        what="the key, credential and deployment to be rebuilt",
+        interval=0.5,
+        what="the key, team and credential to be rebuilt",
         describe=lambda: json.dumps(tenants.gateway_objects(uid)),
     )
     wait_for(
         lambda: tenants.chat(virtual_key, MODEL).status_code == 200,
         timeout=max(5.0, REPAIR_DEADLINE - (time.monotonic() - lost)),
-        interval=1,
+        interval=0.5,
         what="the agents' unchanged virtual key to work again",
     )
     _say(f"drift repaired {time.monotonic() - lost:.1f}s after the deletion")
     _assert_serves(tenants, provider_stub, virtual_key, provider_key, "after the repair")
     assert tenants.virtual_key(namespace, "drift") == virtual_key, "agents were given a new key"
     assert (tenants.get(namespace, "drift") or {})["status"]["virtualKey"]["alias"] == alias
+    info = tenants.admin("GET", "/key/info", params={"key": virtual_key})["info"]
+    assert info["team_id"] == f"tlc-{uid}-byok", info["team_id"]
+    assert info["models"], "the rebuilt key names no models (LiteLLM reads that as all models)"
+    assert SHARED in tenants.shared_deployments()
+    tenants.wait_condition(namespace, "drift", timeout=30)
 
-    repaired = wait_for(
-        lambda: [e for e in _events(tenants, namespace, "drift", "GATEWAY_REPAIRED")],
+    wait_for(
+        lambda: _repair_messages(tenants, namespace, "drift", events_before),
         timeout=10,
         what="a GATEWAY_REPAIRED event",
     )
-    warnings = [e for e in repaired if e["type"] == "Warning"]
-    assert warnings, repaired
-    messages = " ".join(e["message"] for e in repaired)
-    assert f"credential byok-{uid}-openai" in messages, messages
-    assert "deployment" in messages, messages
-    assert "virtual key" in messages, messages
     assert any(
         a["audit"] == "GATEWAY_REPAIRED" and a["name"] == "drift" and a["namespace"] == namespace
         for a in operator.audit_lines()
     )
+    # The event says what was lost, so an operator on call knows what to look for.
+    messages = _repair_messages(tenants, namespace, "drift", events_before)
+    assert "virtual key" in messages, messages
+    assert f"byok-{uid}-openai" in messages, f"the lost credential is not named: {messages}"
+    assert f"tlc-{uid}-byok" in messages, f"the lost team is not named: {messages}"
+
+
+def test_a_credential_lost_alone_is_rebuilt_and_reported(
+    tenants: Tenants, namespace: str, provider_stub: ProviderStub, operator: OperatorProcess
+) -> None:
+    """Only the credential gone (key and team still there, so agents get the shared
+    deployment's sentinel and fail): the sweep still finds it, and the repair says so."""
+    obj, provider_key = _byok_tenant(tenants, namespace, "credless")
+    uid = uid_of(obj)
+    virtual_key = tenants.virtual_key(namespace, "credless")
+    assert virtual_key
+    _assert_serves(tenants, provider_stub, virtual_key, provider_key, "before the drift")
+    before = tenants.gateway_objects(uid)
+    assert before == {"keys": [obj["status"]["virtualKey"]["alias"]], **_byok_objects(uid)}
+    events_before = len(_events(tenants, namespace, "credless", "GATEWAY_REPAIRED"))
+
+    tenants.admin("DELETE", f"/credentials/byok-{uid}-openai")
+    lost = time.monotonic()
+    assert tenants.gateway_objects(uid)["credentials"] == []
+    sent = len(provider_stub.requests(key=provider_key))
+    assert tenants.chat(virtual_key, MODEL).status_code != 200, "served without a credential"
+    assert len(provider_stub.requests(key=provider_key)) == sent
+
+    wait_for(
+        lambda: tenants.gateway_objects(uid) == before,
+        timeout=REPAIR_DEADLINE,
+        interval=0.5,
+        what="the credential to be rebuilt",
+        describe=lambda: json.dumps(tenants.gateway_objects(uid)),
+    )
+    wait_for(
+        lambda: tenants.chat(virtual_key, MODEL).status_code == 200,
+        timeout=max(5.0, REPAIR_DEADLINE - (time.monotonic() - lost)),
+        interval=0.5,
+        what="the virtual key to work again",
+    )
+    _say(f"lost credential repaired {time.monotonic() - lost:.1f}s after the deletion")
+    _assert_serves(tenants, provider_stub, virtual_key, provider_key, "after the repair")
+    assert tenants.virtual_key(namespace, "credless") == virtual_key
+    tenants.wait_condition(namespace, "credless", timeout=30)
+    messages = wait_for(
+        lambda: _repair_messages(tenants, namespace, "credless", events_before),
+        timeout=10,
+        what="a GATEWAY_REPAIRED event for the lost credential",
+        describe=lambda: json.dumps(
+            [
+                (e["reason"], e["message"])
+                for e in tenants.events(namespace)
+                if e["involvedObject"]["name"] == "credless"
+            ]
+        ),
+    )
+    assert f"byok-{uid}-openai" in messages, f"the lost credential is not named: {messages}"
 
 
 # --- 2. LiteLLM lost its database ------------------------------------------------------------------
@@ -197,6 +276,8 @@ def test_a_litellm_restarted_on_an_empty_database_is_rebuilt_for_every_tenant(
     litellm: LiteLLMTestbed,
     operator: OperatorProcess,
 ) -> None:
+    """Everything in LiteLLM's database is gone: keys, teams, credentials and the shared
+    deployments. Every tenant is rebuilt with its agents' unchanged virtual key."""
     if litellm.external:
         pytest.skip("an external LiteLLM (LITELLM_URL) cannot be restarted by the tests")
     byok_obj, provider_key = _byok_tenant(tenants, namespace, "amnesia-byok")
@@ -208,7 +289,20 @@ def test_a_litellm_restarted_on_an_empty_database_is_rebuilt_for_every_tenant(
     for name, (virtual_key, pkey) in keys.items():
         assert virtual_key
         _assert_serves(tenants, provider_stub, virtual_key, pkey, f"{name} before the restart")
-    expected = {uid_of(o): tenants.gateway_objects(uid_of(o)) for o in (byok_obj, plat_obj)}
+    byok_uid, plat_uid = uid_of(byok_obj), uid_of(plat_obj)
+    expected = {uid: tenants.gateway_objects(uid) for uid in (byok_uid, plat_uid)}
+    assert expected[byok_uid] == {
+        "keys": [byok_obj["status"]["virtualKey"]["alias"]],
+        **_byok_objects(byok_uid),
+    }, expected
+    assert expected[plat_uid] == {
+        "keys": [plat_obj["status"]["virtualKey"]["alias"]],
+        "teams": [f"tlc-{plat_uid}"],
+        "deployments": [],
+        "credentials": [],
+    }, expected
+    shared = tenants.shared_deployments()
+    assert SHARED in shared, shared
     repaired_before = {
         name: len(_events(tenants, namespace, name, "GATEWAY_REPAIRED")) for name in keys
     }
@@ -218,33 +312,51 @@ def test_a_litellm_restarted_on_an_empty_database_is_rebuilt_for_every_tenant(
     assert (restarted.url, restarted.master_key) == (litellm.url, litellm.master_key)
     back = time.monotonic()
     _say(f"LiteLLM restarted on an empty database in {back - started:.1f}s")
+    empty = {uid: tenants.gateway_objects(uid) for uid in expected}
+    if all(objs != NOTHING for objs in empty.values()):
+        _say(f"(the operator had already started rebuilding: {json.dumps(empty)})")
 
     def rebuilt() -> bool:
         for virtual_key, _ in keys.values():
             if tenants.chat(virtual_key or "", MODEL).status_code != 200:
                 return False
+        if tenants.shared_deployments() != shared:
+            return False
         return all(tenants.gateway_objects(uid) == objs for uid, objs in expected.items())
 
     wait_for(
         rebuilt,
-        timeout=60,
+        timeout=45,
         interval=1,
-        what="every tenant rebuilt in the restarted LiteLLM",
-        describe=lambda: json.dumps({uid: tenants.gateway_objects(uid) for uid in expected}),
+        what="every tenant and the shared deployments rebuilt in the restarted LiteLLM",
+        describe=lambda: json.dumps(
+            {
+                "shared": tenants.shared_deployments(),
+                **{uid: tenants.gateway_objects(uid) for uid in expected},
+            }
+        ),
     )
     _say(f"all tenants served again {time.monotonic() - back:.1f}s after LiteLLM came back")
     for name, (virtual_key, pkey) in keys.items():
         assert tenants.virtual_key(namespace, name) == virtual_key, f"{name}: key replaced"
         _assert_serves(tenants, provider_stub, virtual_key or "", pkey, f"{name} after")
         tenants.wait_condition(namespace, name, timeout=30)
+    # The platform budget is back on the platform team (a new team, not a keyless default).
+    team = tenants.admin("GET", "/team/info", params={"team_id": f"tlc-{plat_uid}"})["team_info"]
+    assert (team["max_budget"], team["budget_duration"]) == (10.0, "30d"), team
     # The events say the gateway had lost them (so the database really came back empty).
     for name in keys:
         assert len(_events(tenants, namespace, name, "GATEWAY_REPAIRED")) > repaired_before[name]
-    byok_messages = " ".join(
-        e["message"] for e in _events(tenants, namespace, "amnesia-byok", "GATEWAY_REPAIRED")
+    plat_messages = _repair_messages(
+        tenants, namespace, "amnesia-plat", repaired_before["amnesia-plat"]
     )
-    assert "credential" in byok_messages, byok_messages
-    assert "deployment" in byok_messages, byok_messages
+    assert "virtual key" in plat_messages, plat_messages
+    byok_messages = _repair_messages(
+        tenants, namespace, "amnesia-byok", repaired_before["amnesia-byok"]
+    )
+    assert "virtual key" in byok_messages, byok_messages
+    assert f"byok-{byok_uid}-openai" in byok_messages, byok_messages
+    assert f"tlc-{byok_uid}-byok" in byok_messages, byok_messages
 
 
 # --- 3. orphan sweep -----------------------------------------------------------------------------

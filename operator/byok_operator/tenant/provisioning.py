@@ -22,7 +22,7 @@ from byok_operator.core.gateway import (
     platform_team_id,
 )
 from byok_operator.crypto import Vault
-from byok_operator.gateway.litellm import GatewayError, LiteLLMGateway, TeamSpec
+from byok_operator.gateway.litellm import DeploymentInfo, GatewayError, LiteLLMGateway, TeamSpec
 from byok_operator.reconcile import CommittedKey, TenantRef
 from byok_operator.settings import Settings
 from byok_operator.tenant.vault_store import Record
@@ -172,12 +172,19 @@ class Provisioner:
         await self.remove_byok(ref, Provider)
         await self.gateway.delete_team(platform_team_id(ref.uid))
 
-    async def remove_legacy_deployments(self, ref: TenantRef) -> int:
+    async def legacy_deployments(self, ref: TenantRef) -> list[DeploymentInfo]:
         """Per-tenant deployments of the gateway model before DESIGN §6 (their public names
-        carry the uid's first 8 characters): removed once the tenant's key no longer needs them."""
-        found = await self.gateway.list_deployments(
+        carry the uid's first 8 characters)."""
+        return await self.gateway.list_deployments(
             search=f"{ref.uid[:8]}/", match={"tlc_uid": ref.uid}
         )
+
+    async def remove_legacy_deployments(
+        self, ref: TenantRef, found: list[DeploymentInfo] | None = None
+    ) -> int:
+        """Removed once the tenant's key no longer needs them."""
+        if found is None:
+            found = await self.legacy_deployments(ref)
         for deployment in found:
             await self.gateway.delete_deployment(deployment.id)
         if found:

@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ from byok_operator.audit import AuditEvent
 from byok_operator.conditions import find
 from byok_operator.core.gateway import (
     KeyShape,
+    TeamShape,
     byok_plan,
     byok_team_id,
     credential_name,
@@ -289,9 +290,12 @@ class Reconciler:
         await self.provisioner.credentials(
             p.ref, record, committed, before.state.credentials, trusted=p.trusted
         )
-        await self.provisioner.team(p.ref, plan.team, before.state.teams, trusted=p.trusted)
-        lost = await self.keys.apply(p.ref, record, plan.key, changes, trusted=p.trusted)
-        await self._tidy(p, before, legacy)
+        if legacy:
+            lost = await self._migrate_byok(p, plan.team, plan.key, changes)
+        else:
+            await self.provisioner.team(p.ref, plan.team, before.state.teams, trusted=p.trusted)
+            lost = await self.keys.apply(p.ref, record, plan.key, changes, trusted=p.trusted)
+        await self._tidy(p, before, legacy=False)
 
         audits = problems + changes.audits
         if lost and serving_byok:
@@ -326,6 +330,21 @@ class Reconciler:
             retry_message=join_problems(errors),
             wake_after=self._wake_after(p, changes),
         )
+
+    async def _migrate_byok(
+        self, p: Pass, team: TeamShape, shape: KeyShape, changes: KeyChanges
+    ) -> bool:
+        """Upgrade in place from per-tenant deployments: LiteLLM moves a key into a team only
+        if the team serves the key's current models, so the team briefly also lists the old
+        deployments' names; the agents' key moves into the team with its new models, then the
+        team is narrowed and the old deployments go. The key's value never changes."""
+        old = await self.provisioner.legacy_deployments(p.ref)
+        bridge = replace(team, models=(*team.models, *(d.model_name for d in old)))
+        await self.provisioner.team(p.ref, bridge, {}, trusted=False)
+        lost = await self.keys.apply(p.ref, p.record, shape, changes, trusted=False)
+        await self.provisioner.team(p.ref, team, {}, trusted=False)
+        await self.provisioner.remove_legacy_deployments(p.ref, old)
+        return lost
 
     def _store_provider_keys(
         self,

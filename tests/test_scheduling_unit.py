@@ -1,0 +1,105 @@
+"""Unit tests of when tenants get passes: the operator-wide scheduler (a real asyncio loop, a
+fake clock only where a test says so) and the resume rule read from status alone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from byok_operator.core.schedule import is_settled, next_due, seconds_until
+from byok_operator.models import parse_spec
+from byok_operator.scheduler import Scheduler
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _iso(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def test_scheduler_fires_each_tenant_once_at_its_time() -> None:
+    fired: list[tuple[str, float]] = []
+    both = asyncio.Event()
+    start = time.monotonic()
+
+    async def run(uid: str) -> None:
+        fired.append((uid, time.monotonic() - start))
+        if len(fired) == 2:
+            both.set()
+
+    scheduler = Scheduler(run)
+    task = asyncio.create_task(scheduler.run_forever())
+    scheduler.wake_in("late", 0.4)
+    scheduler.wake_in("early", 0.1)
+    scheduler.wake_in("late", 0.2)  # an earlier wake-up replaces the later one
+    scheduler.wake_in("cancelled", 0.1)
+    scheduler.cancel("cancelled")
+    await asyncio.wait_for(both.wait(), timeout=5)
+    await asyncio.sleep(0.4)  # nothing else may fire: the superseded 0.4 s entry is dead
+    task.cancel()
+    assert [uid for uid, _ in fired] == ["early", "late"]
+    early, late = (at for _, at in fired)
+    assert 0.1 <= early < 0.1 + 1.0
+    assert 0.2 <= late < 0.2 + 1.0
+    assert scheduler.pending() == 0
+
+
+async def test_reschedule_to_none_drops_the_wake_up() -> None:
+    fired: list[str] = []
+
+    async def run(uid: str) -> None:
+        fired.append(uid)
+
+    scheduler = Scheduler(run)
+    task = asyncio.create_task(scheduler.run_forever())
+    scheduler.wake_in("t", 0.1)
+    scheduler.reschedule("t", None)
+    await asyncio.sleep(0.3)
+    task.cancel()
+    assert fired == []
+
+
+def _ready(generation: int) -> dict[str, object]:
+    return {
+        "observedGeneration": generation,
+        "gatewayRevision": 3,
+        "conditions": [
+            {"type": "Ready", "status": "True", "observedGeneration": generation, "reason": "Ready"}
+        ],
+    }
+
+
+def test_settled_needs_this_generation_ready_and_a_finished_gateway_pass() -> None:
+    assert is_settled({"generation": 2}, _ready(2))
+    assert not is_settled({"generation": 3}, _ready(2))
+    assert not is_settled({"generation": 2}, {**_ready(2), "gatewayRevision": None})
+    not_ready = _ready(2)
+    not_ready["conditions"] = [{"type": "Ready", "status": "False", "observedGeneration": 2}]
+    assert not is_settled({"generation": 2}, not_ready)
+
+
+def test_next_due_is_the_earliest_revocation_rotation_or_revalidation() -> None:
+    spec = parse_spec(
+        {
+            "mode": "BYOK",
+            "providers": {"openai": {"secretRef": {"name": "k", "key": "openai"}}},
+            "rotation": {"virtualKeyMaxAge": "30d", "maxKeyAge": "90d"},
+            "validation": {"interval": "6h"},
+        },
+        name="a",
+    )
+    status = {
+        "virtualKey": {"issuedAt": _iso(T0)},
+        "providers": [{"lastValidated": _iso(T0), "committedAt": _iso(T0)}],
+        "retiringVirtualKeys": [{"revokeAfter": _iso(T0 + timedelta(minutes=5))}],
+    }
+    assert next_due(spec, status, T0) == T0 + timedelta(minutes=5)
+    status["retiringVirtualKeys"] = []
+    assert next_due(spec, status, T0) == T0 + timedelta(hours=6)
+    # A key already past maxKeyAge does not make every restart run a pass for it.
+    later = T0 + timedelta(days=100)
+    status["providers"] = [{"committedAt": _iso(T0)}]
+    assert next_due(spec, status, later) == T0 + timedelta(days=30)
+    assert seconds_until(T0 + timedelta(seconds=90), T0) == 90
+    assert seconds_until(T0, T0 + timedelta(seconds=5)) == 0
