@@ -63,19 +63,23 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "hack")]
 
+import httpx  # noqa: E402
 from bench_support import (  # noqa: E402
     GROUP,
     PLURAL,
     VERSION,
+    GatewayBaseline,
     HttpProbe,
     ReadyWatcher,
     RssSampler,
     Seen,
+    apiserver_requests,
     count_access_log,
     count_log,
     cpu_delta,
     not_ready_reasons,
     pid_from_file,
+    request_delta,
     summary,
     tree_cpu_seconds,
 )
@@ -334,9 +338,12 @@ def run_phase(
     run_id: str,
     workers: int,
     timeout: float,
-    patch_status: bool,
+    provision: Callable[[Tenant, dict[str, Any]], None] | None,
     cpu_roots: Callable[[], dict[str, int | None]],
+    metrics: Callable[[], str],
 ) -> Phase:
+    """Create the tenants with ``workers`` threads (each then runs ``provision``, if given:
+    the baselines' stand-in for the operator) and wait for them to be Ready."""
     labels = {RUN_LABEL: run_id, PHASE_LABEL: name}
     watcher = ReadyWatcher(watch_client, f"{RUN_LABEL}={run_id},{PHASE_LABEL}={name}")
     watcher.start()
@@ -352,22 +359,18 @@ def run_phase(
                 GROUP, VERSION, tenant.namespace, PLURAL, tenant.body(labels)
             )
             done.created = time.time()
-            if patch_status:
-                custom.patch_namespaced_custom_object_status(
-                    GROUP,
-                    VERSION,
-                    tenant.namespace,
-                    PLURAL,
-                    tenant.name,
-                    ready_status(int(created["metadata"]["generation"])),
-                )
+            if provision is not None:
+                provision(tenant, created)
         except ApiException as exc:
             done.error = f"HTTP {exc.status} {exc.reason}"
+        except httpx.HTTPError as exc:
+            done.error = f"LiteLLM: {exc}"
         done.finished = time.time()
         return done
 
     cpu_before = tree_cpu_seconds(cpu_roots())
     cpu_before["bench"] = _own_cpu()
+    requests_before = apiserver_requests(metrics())
     began = time.time()
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"apply-{name}") as pool:
@@ -386,8 +389,12 @@ def run_phase(
         ended = time.time()
         cpu_after = tree_cpu_seconds(cpu_roots())
         cpu_after["bench"] = _own_cpu()
+        requests = request_delta(requests_before, apiserver_requests(metrics()))
     finally:
         watcher.stop()
+    # The bench's own: each tenant's create (and its key Secret), the watch and the metrics reads.
+    bench_own = len(tenants) + sum(t.mode == "BYOK" for t in tenants)
+    others = sum(requests.values()) - bench_own
     return Phase(
         name=name,
         tenants=tenants,
@@ -399,7 +406,57 @@ def run_phase(
         all_ready=all_ready,
         cpu_seconds=cpu_delta(cpu_before, cpu_after),
         watch_relists=watcher.relists,
+        extra={
+            "apiserver_requests": requests,
+            "apiserver_requests_per_tenant": round(others / max(1, len(tenants)), 2),
+        },
     )
+
+
+SHARED_MODEL = "byok-openai-gpt-4o-mini"
+
+
+def run_gateway_baseline(
+    args: argparse.Namespace,
+    parts: Parts,
+    fraction: float,
+    namespaces: list[str],
+    phase_args: dict[str, Any],
+) -> Phase:
+    """The second baseline: per tenant the LiteLLM calls and Kubernetes writes this design
+    needs at the least, by a plain client at the same concurrency (the limit of this machine
+    for this design). Its gateway and cluster objects are removed afterwards."""
+    assert parts.testbed is not None
+    assert parts.stub is not None
+    gateway = GatewayBaseline(
+        parts.testbed.url, parts.testbed.master_key, phase_args["apply_client"], OPERATOR_NAMESPACE
+    )
+    gateway.prepare([(SHARED_MODEL, "openai/gpt-4o-mini")], parts.stub.openai_base_url)
+    tenants = plan_tenants(args.tenants, fraction, namespaces, "gw")
+    log = parts.testbed.log_path
+    offset = log.stat().st_size if log and log.exists() else 0
+    phase = run_phase(
+        "gateway-baseline",
+        tenants,
+        provision=lambda t, c: gateway.provision(t, c, SHARED_MODEL, "gpt-4o-mini"),
+        **phase_args,
+    )
+    if log is not None:
+        phase.extra["litellm_requests"] = litellm_calls(log, offset, len(tenants))
+    gateway.remove_all()
+    delete_phase_objects(
+        phase_args["apply_client"], namespaces, phase_args["run_id"], "gateway-baseline"
+    )
+    return phase
+
+
+def litellm_calls(log: Path, offset: int, tenants: int) -> dict[str, Any]:
+    calls = {k: v for k, v in count_access_log(log, offset).items() if "/health/" not in k}
+    return {
+        "total": sum(calls.values()),
+        "per_tenant": round(sum(calls.values()) / max(1, tenants), 2),
+        "by_route": calls,
+    }
 
 
 def _own_cpu() -> float:
@@ -779,6 +836,59 @@ def render_table(report: dict[str, Any]) -> str:
             cpu = (idle.get("cpu_seconds") or {}).get(name)
             rows.append((f"after Ready: {name} CPU %", "-", _fmt(cpu, 100 / span, 1), ""))
 
+    gw = report.get("gateway_baseline") or {}
+    if gw.get("tenants"):
+        rows.append(("--- gateway baseline (plain client, DESIGN §6 minimum)", "", "", ""))
+        rows.append(
+            (
+                "  tenants/second (gateway | operator)",
+                _fmt(gw.get("tenants_per_second"), digits=1),
+                _fmt(op.get("tenants_per_second"), digits=1),
+                _ratio(op.get("tenants_per_second"), gw.get("tenants_per_second")),
+            )
+        )
+        rows.append(
+            (
+                "  apply->Ready p50 (s) (gateway | operator)",
+                _fmt(gw["latency_s"]["p50"], digits=3),
+                _fmt(op["latency_s"]["p50"], digits=3),
+                _ratio(op["latency_s"]["p50"], gw["latency_s"]["p50"]),
+            )
+        )
+        gw_calls = (gw.get("litellm_requests") or {}).get("per_tenant")
+        rows.append(
+            (
+                "  LiteLLM requests per tenant",
+                _fmt(gw_calls),
+                _fmt((op.get("litellm_requests") or {}).get("per_tenant")),
+                "",
+            )
+        )
+        for name in ("operator", "litellm"):
+            o = op["cpu_seconds"].get(name)
+            g = (
+                gw["cpu_seconds"].get(name)
+                if name != "operator"
+                else gw["cpu_seconds"].get("bench")
+            )
+            rows.append(
+                (
+                    f"  CPU s: {name} (gateway: bench client)",
+                    _fmt(g, digits=1),
+                    _fmt(o, digits=1),
+                    "",
+                )
+            )
+        per_tenant_ms = (op["cpu_seconds"].get("operator") or 0) * 1000 / max(1, op["tenants"])
+        rows.append(("  operator CPU per tenant (ms)", "-", _fmt(per_tenant_ms, digits=1), ""))
+    rows.append(
+        (
+            "API-server requests per tenant (beyond the apply)",
+            _fmt(base.get("apiserver_requests_per_tenant")),
+            _fmt(op.get("apiserver_requests_per_tenant")),
+            f"gw {_fmt(gw.get('apiserver_requests_per_tenant'))}",
+        )
+    )
     width = max(len(r[0]) for r in rows)
     load = cfg.get("loadavg_1m") or {}
     header = (
@@ -790,6 +900,12 @@ def render_table(report: dict[str, Any]) -> str:
     lines = [header, f"{'':{width}}  {'baseline':>12}  {'operator':>14}  {'op/base':>8}"]
     lines.append("-" * (width + 42))
     lines += [f"{a:{width}}  {b:>12}  {c:>14}  {d:>8}" for a, b, c, d in rows]
+    verbs = op.get("apiserver_requests") or {}
+    if verbs:
+        lines.append(
+            "API server, operator phase (incl. the apply): "
+            + ", ".join(f"{k} x{v}" for k, v in list(verbs.items())[:12])
+        )
     handlers = (op.get("operator_log") or {}).get("handlers") or {}
     if handlers:
         lines.append("operator log: " + ", ".join(f"{k} x{v}" for k, v in sorted(handlers.items())))
@@ -907,8 +1023,9 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
     core = client.CoreV1Api(apply_client)
     base_ns = [f"bench-{run_id}-base-{i}" for i in range(args.namespaces)]
     op_ns = [f"bench-{run_id}-op-{i}" for i in range(args.namespaces)]
-    ensure_namespaces(core, base_ns + op_ns)
-    parts.namespaces = base_ns + op_ns
+    gw_ns = [f"bench-{run_id}-gw-{i}" for i in range(args.namespaces)]
+    ensure_namespaces(core, base_ns + gw_ns + op_ns)
+    parts.namespaces = base_ns + gw_ns + op_ns
     roots = lambda: cpu_roots(parts)  # noqa: E731
     phase_args: dict[str, Any] = {
         "apply_client": apply_client,
@@ -917,14 +1034,24 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
         "workers": args.workers,
         "timeout": args.timeout,
         "cpu_roots": roots,
+        "metrics": lambda: parts.cluster.kubectl("get", "--raw", "/metrics").stdout,  # type: ignore[union-attr]
     }
 
     if args.skip_baseline:
-        baseline = None
+        baseline = gateway_baseline = None
     else:
         tenants = plan_tenants(args.tenants, fraction, base_ns, "base")
-        baseline = run_phase("baseline", tenants, patch_status=True, **phase_args)
+        custom = client.CustomObjectsApi(apply_client)
+
+        def patch_ready(tenant: Tenant, created: dict[str, Any]) -> None:
+            generation = int(created["metadata"]["generation"])
+            custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, tenant.namespace, PLURAL, tenant.name, ready_status(generation)
+            )
+
+        baseline = run_phase("baseline", tenants, provision=patch_ready, **phase_args)
         delete_phase_objects(apply_client, base_ns, run_id, "baseline")
+        gateway_baseline = run_gateway_baseline(args, parts, fraction, gw_ns, phase_args)
 
     started = time.time()
     parts.operator.start()
@@ -937,16 +1064,11 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
     litellm_log = parts.testbed.log_path if parts.testbed else None
     log_offset = litellm_log.stat().st_size if litellm_log and litellm_log.exists() else 0
     probe = HttpProbe(f"{parts.testbed.url}/health/liveliness").start() if parts.testbed else None
-    op_phase = run_phase("operator", tenants, patch_status=False, **phase_args)
+    op_phase = run_phase("operator", tenants, provision=None, **phase_args)
     if probe is not None:
         op_phase.extra["litellm_probe_s"] = _rounded(probe.stop())
     if litellm_log is not None:
-        calls = count_access_log(litellm_log, log_offset)
-        op_phase.extra["litellm_requests"] = {
-            "total": sum(calls.values()),
-            "per_tenant": round(sum(calls.values()) / len(tenants), 1),
-            "by_route": calls,
-        }
+        op_phase.extra["litellm_requests"] = litellm_calls(litellm_log, log_offset, len(tenants))
     op_phase.extra["after_ready"] = measure_idle(
         parts, args.settle if op_phase.all_ready else 0, litellm_log
     )
@@ -988,9 +1110,13 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
             "git": _git_state(),
         },
         "baseline": baseline.result() if baseline else empty,
+        "gateway_baseline": gateway_baseline.result() if gateway_baseline else empty,
         "operator": op_phase.result(),
         "ratio_operator_over_baseline": _ratios(
             baseline.result() if baseline else None, op_phase.result()
+        ),
+        "ratio_operator_over_gateway_baseline": _ratios(
+            gateway_baseline.result() if gateway_baseline else None, op_phase.result()
         ),
     }
 

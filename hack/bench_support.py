@@ -17,10 +17,11 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
@@ -468,3 +469,155 @@ def pid_from_file(path: Path) -> int | None:
     with contextlib.suppress(OSError, ValueError):
         return int(path.read_text().strip())
     return None
+
+
+# --- the API server's own request counts -----------------------------------------------------
+
+METRIC_LINE = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$")
+LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def apiserver_requests(metrics: str) -> Counter[str]:
+    """``apiserver_request_total`` from the API server's /metrics text, summed by "VERB
+    resource" (watches and discovery included: subtract what you know)."""
+    counts: Counter[str] = Counter()
+    for line in metrics.splitlines():
+        match = METRIC_LINE.match(line)
+        if match is None:
+            continue
+        labels = dict(LABEL.findall(match.group(1)))
+        resource = labels.get("resource") or "-"
+        if labels.get("subresource"):
+            resource += "/" + labels["subresource"]
+        counts[f"{labels.get('verb', '?')} {resource}"] += int(float(match.group(2)))
+    return counts
+
+
+def request_delta(before: Counter[str], after: Counter[str]) -> dict[str, int]:
+    delta = {k: after[k] - before.get(k, 0) for k in after}
+    return dict(sorted(((k, v) for k, v in delta.items() if v > 0), key=lambda kv: -kv[1]))
+
+
+# --- the gateway baseline: the minimum this design needs, by a plain client --------------------
+
+
+class GatewayBaseline:
+    """Per tenant, what the operator must do at the least, done by a plain client (httpx and
+    the Kubernetes client, no kopf, no validation, no encryption): for BYOK a credential, a
+    team and a key in it; for Platform a team and a key; then the vault Secret, the agents'
+    Secret and the status patch. Shared deployments are made once before the clock starts."""
+
+    def __init__(self, url: str, master_key: str, api_client: client.ApiClient, namespace: str):
+        self.url = url
+        self.headers = {"Authorization": f"Bearer {master_key}"}
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.namespace = namespace
+        self._local = threading.local()
+        self._teams: list[str] = []
+        self._credentials: list[str] = []
+
+    def _http(self) -> httpx.Client:
+        if not hasattr(self._local, "http"):
+            self._local.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=120)
+        return self._local.http
+
+    def _post(self, path: str, body: Mapping[str, Any]) -> Any:
+        response = self._http().post(path, json=dict(body))
+        response.raise_for_status()
+        return response.json()
+
+    def prepare(self, models: Iterable[tuple[str, str]], api_base: str) -> None:
+        """The shared deployments (name, litellm model), as the operator makes them."""
+        for name, model in models:
+            self._post(
+                "/model/new",
+                {
+                    "model_name": name,
+                    "litellm_params": {
+                        "model": model,
+                        "api_key": "sk-sentinel",
+                        "api_base": api_base,
+                    },
+                    "model_info": {"id": f"{name}-baseline"},
+                },
+            )
+
+    def remove_all(self) -> None:
+        """Delete what ``provision`` made in LiteLLM (teams take their keys along)."""
+        for team in self._teams:
+            self._http().post("/team/delete", json={"team_ids": [team]})
+        for credential in self._credentials:
+            self._http().delete(f"/credentials/{credential}")
+        self.core.delete_collection_namespaced_secret(
+            self.namespace, label_selector="app.kubernetes.io/managed-by=bench-baseline"
+        )
+
+    def provision(
+        self, tenant: Any, created: Mapping[str, Any], shared: str, platform: str
+    ) -> None:
+        uid = created["metadata"]["uid"]
+        team = f"tlc-{uid}"
+        if tenant.mode == "BYOK":
+            credential = f"byok-{uid}-openai"
+            self._post(
+                "/credentials",
+                {
+                    "credential_name": credential,
+                    "credential_values": {"api_key": f"sk-bench-{uid}"},
+                    "credential_info": {"custom_llm_provider": "openai"},
+                },
+            )
+            self._credentials.append(credential)
+            team += "-byok"
+            body = {
+                "team_id": team,
+                "models": [shared],
+                "metadata": {
+                    "model_config": {shared: {"openai": {"litellm_credentials": credential}}}
+                },
+            }
+            key = {"team_id": team, "models": [shared], "aliases": {"gpt-4o-mini": shared}}
+        else:
+            body = {
+                "team_id": team,
+                "models": [platform],
+                "max_budget": 10,
+                "budget_duration": "30d",
+            }
+            key = {"team_id": team, "models": [platform]}
+        self._post("/team/new", body)
+        self._teams.append(team)
+        value = self._post("/key/generate", {**key, "key_alias": f"tlc-{uid}-1"})["key"]
+        labels = {"app.kubernetes.io/managed-by": "bench-baseline"}
+        self.core.create_namespaced_secret(
+            self.namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name=f"tlc-vault-{uid}", labels=labels),
+                string_data={"state.json": "{}", "vk": value},
+            ),
+        )
+        self.core.create_namespaced_secret(
+            tenant.namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name=f"{tenant.name}-llm-gateway", labels=labels),
+                string_data={"LITELLM_API_KEY": value},
+            ),
+        )
+        generation = int(created["metadata"]["generation"])
+        ready = {
+            "type": "Ready",
+            "status": "True",
+            "reason": "Ready",
+            "message": "baseline",
+            "observedGeneration": generation,
+            "lastTransitionTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        self.custom.patch_namespaced_custom_object_status(
+            "llm.byok.io",
+            "v1alpha1",
+            tenant.namespace,
+            "tenantllmconfigs",
+            tenant.name,
+            {"status": {"observedGeneration": generation, "conditions": [ready]}},
+        )

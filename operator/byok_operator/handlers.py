@@ -22,7 +22,7 @@ from byok_operator.audit import AuditEvent, audit_record, log_audit
 from byok_operator.core.schedule import is_settled, next_due, seconds_until
 from byok_operator.crypto import VaultConfigError
 from byok_operator.gateway.litellm import LiteLLMGateway
-from byok_operator.kube import Kube, load_vault
+from byok_operator.kube import Kube, load_vault, secret_from_body
 from byok_operator.maintenance import Maintenance
 from byok_operator.models import SpecError, parse_spec
 from byok_operator.providers import KeyValidator
@@ -54,12 +54,13 @@ async def startup(
 ) -> None:
     """All operator-wide settings and clients, once (fails fast with a clear message)."""
     settings.persistence.finalizer = api.FINALIZER
-    # Progress and diff-base in annotations (the status schema is ours alone), under a prefix
-    # of kopf's own: kopf ignores every annotation under its prefix when diffing, and ours
-    # (secrets-version, rotate-virtual-key) must wake the update handler.
+    # Progress (written only while a handler retries) in annotations under a prefix of kopf's
+    # own: kopf ignores every annotation under its prefix when diffing, and ours
+    # (secrets-version, rotate-virtual-key) must wake the update handler. The diff-base goes
+    # into a typed status field, so a finished pass is one status patch, not two patches.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=api.KOPF_PREFIX, key="last-handled-configuration"
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
+        field="status.kopf.lastHandledConfiguration"
     )
     # Only labelled key Secrets are sent by the API server (server-side, not filtered here).
     settings.watching.label_selectors["v1", "secrets"] = f"{api.CREDENTIALS_LABEL}=true"
@@ -149,6 +150,8 @@ async def credentials_changed(
     namespace: str | None,
     name: str,
     meta: kopf.Meta,
+    body: kopf.Body,
+    type: str | None,
     memo: kopf.Memo,
     **kwargs: Any,
 ) -> None:
@@ -158,6 +161,11 @@ async def credentials_changed(
     version = meta.get("resourceVersion") or ""
     if namespace is None:
         return
+    watched = memo.reconciler.checks.watched
+    if type == "DELETED":
+        watched.drop(namespace, name)
+    else:
+        watched.put(namespace, secret_from_body(body))
     index: kopf.Index[tuple[str, str], str] = kwargs["tenants_by_secret"]
     seen = {
         (t.body["metadata"]["namespace"], t.body["metadata"]["name"]): (

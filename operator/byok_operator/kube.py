@@ -46,6 +46,18 @@ def _encode(data: Mapping[str, str]) -> dict[str, bytes | str]:
     return {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
 
 
+def secret_from_body(body: Mapping[str, Any]) -> SecretData:
+    """A Secret as a watch delivers it (a plain dict), in the shape ``read_secret`` returns."""
+    meta = body.get("metadata") or {}
+    return SecretData(
+        name=meta.get("name") or "",
+        data=_decode(body.get("data")),
+        labels=dict(meta.get("labels") or {}),
+        annotations=dict(meta.get("annotations") or {}),
+        resource_version=meta.get("resourceVersion") or "",
+    )
+
+
 def _secret_data(obj: client.V1Secret) -> SecretData:
     meta = obj.metadata or client.V1ObjectMeta()
     return SecretData(

@@ -26,12 +26,35 @@ class ProviderCheck:
     validated_at: datetime | None = None
     error: KeyValidationError | None = None
     notes: tuple[str, ...] = ()
+    unlabelled: bool = False  # its Secret is not watched: re-read it on a timer
+
+
+class WatchedSecrets:
+    """The labelled key Secrets as the watch last delivered them, so a pass reads a key the
+    API server already sent instead of asking again. Unlabelled Secrets are not here and are
+    read on each pass. (The keys are in the operator's memory either way while it works.)"""
+
+    def __init__(self) -> None:
+        self._secrets: dict[tuple[str, str], SecretData] = {}
+
+    def put(self, namespace: str, secret: SecretData) -> None:
+        self._secrets[(namespace, secret.name)] = secret
+
+    def drop(self, namespace: str, name: str) -> None:
+        self._secrets.pop((namespace, name), None)
+
+    def get(self, namespace: str, name: str) -> SecretData | None:
+        return self._secrets.get((namespace, name))
 
 
 class ProviderChecks:
     def __init__(self, kube: Kube, validator: KeyValidator) -> None:
         self.kube = kube
         self.validator = validator
+        self.watched = WatchedSecrets()
+
+    async def _secret(self, namespace: str, name: str) -> SecretData | None:
+        return self.watched.get(namespace, name) or await self.kube.read_secret(namespace, name)
 
     async def check(
         self, ref: TenantRef, spec: TenantSpec, state: VaultState, now: datetime
@@ -43,7 +66,7 @@ class ProviderChecks:
         for provider, pspec in spec.providers.configured().items():
             where = pspec.secret_ref
             if where.name not in secrets_read:
-                secrets_read[where.name] = await self.kube.read_secret(ref.namespace, where.name)
+                secrets_read[where.name] = await self._secret(ref.namespace, where.name)
             secret = secrets_read[where.name]
             raw = secret.data.get(where.key) if secret else None
             if secret is None or raw is None:
@@ -52,7 +75,12 @@ class ProviderChecks:
                 )
                 checks[provider] = ProviderCheck(provider, error=error)
                 continue
-            check = ProviderCheck(provider, raw=raw, notes=_secret_notes(secret, where.name))
+            check = ProviderCheck(
+                provider,
+                raw=raw,
+                notes=_secret_notes(secret, where.name),
+                unlabelled=secret.labels.get(api.CREDENTIALS_LABEL) != "true",
+            )
             known = state.committed.get(provider)
             if (
                 known is not None
@@ -88,7 +116,7 @@ def _secret_notes(secret: SecretData, name: str) -> tuple[str, ...]:
     if secret.labels.get(api.CREDENTIALS_LABEL) != "true":
         notes.append(
             f'Secret {name} is not labelled {api.CREDENTIALS_LABEL}="true": a new key in it is '
-            "noticed at the next periodic pass, not at once; add the label."
+            "noticed within BYOK_REPAIR_INTERVAL, not at once; add the label."
         )
     if LAST_APPLIED in secret.annotations:
         notes.append(

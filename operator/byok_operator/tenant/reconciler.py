@@ -328,7 +328,9 @@ class Reconciler:
             _merge_first_issue(audits),
             retry_after=retry,
             retry_message=join_problems(errors),
-            wake_after=self._wake_after(p, changes),
+            wake_after=self._wake_after(
+                p, changes, poll=any(c.unlabelled for c in checks.values())
+            ),
         )
 
     async def _migrate_byok(
@@ -472,12 +474,15 @@ class Reconciler:
         status["gatewayRevision"] = p.record.state.revision
         return status
 
-    def _wake_after(self, p: Pass, changes: KeyChanges) -> float | None:
+    def _wake_after(self, p: Pass, changes: KeyChanges, *, poll: bool = False) -> float | None:
         """Seconds until this tenant next needs a pass: a grace period ends, the virtual key
-        is due for rotation, a committed key is due for re-validation or turns too old.
-        Re-validations are spread over up to a tenth of the interval, by tenant."""
+        is due for rotation, a committed key is due for re-validation or turns too old, or
+        (``poll``) an unlabelled key Secret is due to be read again. Re-validations are
+        spread over up to a tenth of the interval, by tenant."""
         state, spec = p.record.state, p.spec
         due = [t for t in (changes.next_revocation, changes.next_rotation) if t is not None]
+        if poll:
+            due.append(p.now + timedelta(seconds=self.deps.settings.repair_interval))
         spread = _spread(p.ref.uid, spec.validation.interval / 10)
         for key in state.committed.values():
             due.append(key.validated_at + spec.validation.interval + spread)
