@@ -832,9 +832,45 @@ def render_table(report: dict[str, Any]) -> str:
                 "",
             )
         )
+        rows.append(
+            (
+                "after Ready: API-server req/min",
+                "-",
+                _fmt(idle.get("apiserver_requests_per_minute"), digits=0),
+                "",
+            )
+        )
+        idle_probe = idle.get("litellm_probe_s") or {}
+        rows.append(
+            (
+                "after Ready: LiteLLM /health p50/max (s)",
+                "-",
+                f"{_fmt(idle_probe.get('p50'))}/{_fmt(idle_probe.get('max'))}",
+                "",
+            )
+        )
         for name in ("operator", "litellm", "kube-apiserver"):
             cpu = (idle.get("cpu_seconds") or {}).get(name)
             rows.append((f"after Ready: {name} CPU %", "-", _fmt(cpu, 100 / span, 1), ""))
+    restart = op.get("restart") or {}
+    if restart:
+        rows.append(
+            (
+                f"restart ({restart['seconds']:.0f}s after): gateway writes",
+                "-",
+                str(restart.get("gateway_writes")),
+                "",
+            )
+        )
+        rows.append(
+            (
+                "restart: LiteLLM / API-server req/min",
+                "-",
+                f"{_fmt(restart.get('litellm_requests_per_minute'), digits=0)} / "
+                f"{_fmt(restart.get('apiserver_requests_per_minute'), digits=0)}",
+                "",
+            )
+        )
 
     gw = report.get("gateway_baseline") or {}
     if gw.get("tenants"):
@@ -958,6 +994,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds to keep measuring after the last Ready (RSS; with >= 30 also the idle "
         "cost: CPU and LiteLLM requests per minute of timers and repairs)",
     )
+    parser.add_argument(
+        "--restart",
+        type=float,
+        default=0,
+        help="after the settle, restart the operator and measure S seconds (gateway writes, "
+        "LiteLLM and API-server requests)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON report (STATE/bench.json)")
     parser.add_argument("--skip-baseline", action="store_true", help="only the operator phase")
     parser.add_argument(
@@ -1073,6 +1116,8 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
         parts, args.settle if op_phase.all_ready else 0, litellm_log
     )
     sampler.stop()
+    if args.restart and op_phase.all_ready:
+        op_phase.extra["restart"] = measure_restart(parts, args.restart, litellm_log)
     mib = 1 / 1024
     op_phase.extra["operator_startup_s"] = round(startup_s, 2)
     op_phase.extra["operator_rss_mib"] = {
@@ -1122,25 +1167,57 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
 
 
 def measure_idle(parts: Parts, seconds: float, litellm_log: Path | None) -> dict[str, Any]:
-    """What the operator keeps costing once every tenant is Ready (timers, repairs, sweeps):
-    CPU per component and LiteLLM requests, over ``seconds`` (--settle)."""
+    """What the operator keeps costing once every tenant is Ready (scheduler, sweeps): CPU per
+    component, LiteLLM and API-server requests, and LiteLLM's health probe, over ``seconds``."""
     assert parts.operator is not None
     assert parts.operator.proc is not None
+    assert parts.cluster is not None
     offset = litellm_log.stat().st_size if litellm_log and litellm_log.exists() else 0
     before = tree_cpu_seconds(cpu_roots(parts))
+    requests_before = apiserver_requests(parts.cluster.kubectl("get", "--raw", "/metrics").stdout)
+    probe = HttpProbe(f"{parts.testbed.url}/health/liveliness").start() if parts.testbed else None
     began = time.time()
     while time.time() < began + seconds and parts.operator.proc.poll() is None:
         time.sleep(0.2)
     elapsed = max(time.time() - began, 1e-9)
+    requests = request_delta(
+        requests_before,
+        apiserver_requests(parts.cluster.kubectl("get", "--raw", "/metrics").stdout),
+    )
+    # Not the operator's: the two /metrics reads of this function.
+    others = sum(requests.values()) - 2
     result: dict[str, Any] = {
         "seconds": round(elapsed, 1),
         "cpu_seconds": cpu_delta(before, tree_cpu_seconds(cpu_roots(parts))),
+        "apiserver_requests": requests,
+        "apiserver_requests_per_minute": round(others * 60 / elapsed, 1),
     }
+    if probe is not None:
+        result["litellm_probe_s"] = _rounded(probe.stop())
     if litellm_log is not None:
         calls = count_access_log(litellm_log, offset)
         calls = {k: v for k, v in calls.items() if "/health/" not in k}
         result["litellm_requests_per_minute"] = round(sum(calls.values()) * 60 / elapsed, 1)
         result["litellm_requests"] = calls
+    return result
+
+
+def measure_restart(parts: Parts, seconds: float, litellm_log: Path | None) -> dict[str, Any]:
+    """Restart the operator with every tenant Ready and count what it does in ``seconds``
+    afterwards: gateway writes (should be none), all LiteLLM calls, API-server requests."""
+    assert parts.operator is not None
+    parts.operator.stop()
+    began = time.time()
+    parts.operator.start()
+    assert parts.operator.proc is not None
+    (parts.state / "operator.pid").write_text(f"{parts.operator.proc.pid}\n")
+    result = measure_idle(parts, seconds, litellm_log)
+    calls: dict[str, int] = result.get("litellm_requests") or {}
+    result["gateway_writes"] = sum(
+        n for route, n in calls.items() if route.split()[0] in ("POST", "PATCH", "DELETE")
+    )
+    result["startup_s"] = round(time.time() - began - result["seconds"], 2)
+    result["operator_log"] = count_log(parts.operator.log_path).as_dict()
     return result
 
 

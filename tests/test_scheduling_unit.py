@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from byok_operator.core.schedule import is_settled, next_due, seconds_until
 from byok_operator.models import parse_spec
 from byok_operator.scheduler import Scheduler
+from byok_operator.tenant.checks import key_changed
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -103,3 +104,20 @@ def test_next_due_is_the_earliest_revocation_rotation_or_revalidation() -> None:
     assert next_due(spec, status, later) == T0 + timedelta(days=30)
     assert seconds_until(T0 + timedelta(seconds=90), T0) == 90
     assert seconds_until(T0, T0 + timedelta(seconds=5)) == 0
+
+
+def test_a_secret_event_wakes_a_tenant_only_when_its_served_key_differs() -> None:
+    from byok_operator.crypto import fingerprint
+    from byok_operator.kube import SecretData
+
+    spec = {"mode": "BYOK", "providers": {"openai": {"secretRef": {"name": "k", "key": "openai"}}}}
+    status = {"providers": [{"name": "openai", "keyFingerprint": fingerprint("sk-old")}]}
+
+    def secret(data: dict[str, str], name: str = "k") -> SecretData:
+        return SecretData(name, data, {}, {}, "1")
+
+    assert not key_changed(spec, status, secret({"openai": "sk-old"}))
+    assert key_changed(spec, status, secret({"openai": "sk-new"}))
+    assert key_changed(spec, status, secret({}))  # the key went missing: the pass says so
+    assert not key_changed(spec, status, secret({"openai": "sk-new"}, name="other"))
+    assert not key_changed({**spec, "mode": "Platform"}, status, secret({"openai": "sk-new"}))

@@ -30,6 +30,7 @@ from byok_operator.reconcile import TenantRef
 from byok_operator.scheduler import Scheduler
 from byok_operator.settings import Settings, SettingsError
 from byok_operator.tenant import Deps, Outcome, Reconciler
+from byok_operator.tenant.checks import key_changed
 from byok_operator.tenant.provisioning import gateway_warnings
 
 TLC = (api.GROUP, api.VERSION, api.PLURAL)
@@ -156,8 +157,9 @@ async def credentials_changed(
     **kwargs: Any,
 ) -> None:
     """Wake tenants whose key Secret changed, by annotating them (never a create/update handler
-    on Secrets: kopf would copy the Secret's data into its last-handled annotation). A tenant
-    that already carries this version (the initial listing after a restart) is left alone."""
+    on Secrets: kopf would copy the Secret's data into its last-handled annotation). Only
+    tenants whose served key differs from the Secret's are woken, so the initial listing after
+    a restart wakes nobody who is up to date."""
     version = meta.get("resourceVersion") or ""
     if namespace is None:
         return
@@ -166,18 +168,20 @@ async def credentials_changed(
         watched.drop(namespace, name)
     else:
         watched.put(namespace, secret_from_body(body))
+    secret = watched.get(namespace, name)
     index: kopf.Index[tuple[str, str], str] = kwargs["tenants_by_secret"]
-    seen = {
-        (t.body["metadata"]["namespace"], t.body["metadata"]["name"]): (
-            t.body["metadata"].get("annotations") or {}
-        ).get(api.SECRETS_VERSION_ANNOTATION)
-        for t in memo.tenants.values()
-    }
-    for tenant in index.get((namespace, name), []):
-        if seen.get((namespace, tenant)) == version:
+    known = {(t.ref.namespace, t.ref.name): t for t in memo.tenants.values()}
+    for tenant_name in index.get((namespace, name), []):
+        tenant: Tenant | None = known.get((namespace, tenant_name))
+        if tenant is None:
+            continue  # not listed yet: its resume handler compares the keys when it is
+        body_ = tenant.body
+        if secret is not None and not key_changed(
+            body_.get("spec") or {}, body_.get("status") or {}, secret
+        ):
             continue
         await memo.reconciler.deps.kube.annotate_tenant(
-            namespace, tenant, {api.SECRETS_VERSION_ANNOTATION: version}
+            namespace, tenant_name, {api.SECRETS_VERSION_ANNOTATION: version}
         )
 
 
@@ -186,7 +190,14 @@ async def resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) 
     """After a restart: a settled tenant only gets its next wake-up (no reads, no writes);
     any other gets a full pass."""
     status = body.get("status") or {}
-    if is_settled(body["metadata"], status):
+    watched = memo.reconciler.checks.watched
+    secrets = [
+        s
+        for p in (body.get("spec") or {}).get("providers", {}).values()
+        if p and (s := watched.get(body["metadata"]["namespace"], p["secretRef"]["name"]))
+    ]
+    changed = any(key_changed(body.get("spec") or {}, status, s) for s in secrets)
+    if is_settled(body["metadata"], status) and not changed:
         try:
             spec = parse_spec(dict(body.get("spec") or {}), name=body["metadata"]["name"])
         except SpecError:

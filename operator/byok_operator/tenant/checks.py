@@ -3,8 +3,10 @@ a key that is new or due for re-validation (spec.validation.interval)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from byok_operator import api
 from byok_operator.api import Provider, Reason
@@ -45,6 +47,23 @@ class WatchedSecrets:
 
     def get(self, namespace: str, name: str) -> SecretData | None:
         return self._secrets.get((namespace, name))
+
+
+def key_changed(spec: Mapping[str, Any], status: Mapping[str, Any], secret: SecretData) -> bool:
+    """Does ``secret`` hold, for a provider of this tenant that references it, another key
+    than the one status says is served? Only then is a Secret event worth a pass (a restart
+    replays an event for every labelled Secret)."""
+    if spec.get("mode") != "BYOK":
+        return False  # keys matter only in BYOK mode; switching mode is a spec change
+    served = {p.get("name"): p.get("keyFingerprint") for p in status.get("providers") or []}
+    for provider, entry in (spec.get("providers") or {}).items():
+        ref = (entry or {}).get("secretRef") or {}
+        if ref.get("name") != secret.name:
+            continue
+        raw = secret.data.get(ref.get("key", ""))
+        if raw is None or served.get(provider) != fingerprint(raw):
+            return True
+    return False
 
 
 class ProviderChecks:
