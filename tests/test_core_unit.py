@@ -9,7 +9,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from byok_operator.api import ConditionType, Mode, Provider
-from byok_operator.conditions import Condition, merge_conditions
+from byok_operator.core.conditions import Condition, merge_conditions
 from byok_operator.core.gateway import (
     KeyShape,
     byok_plan,
@@ -17,19 +17,11 @@ from byok_operator.core.gateway import (
     platform_team,
     shared_model_name,
 )
+from byok_operator.core.keys import forget, plan_virtual_key, promote
+from byok_operator.core.status import budget_display
+from byok_operator.core.vault import CommittedKey, KeyRecord, TenantRef, VaultState, commit_keys
 from byok_operator.crypto import DecryptionError, Vault, VaultConfigError, fingerprint
 from byok_operator.models import SpecError, parse_duration, parse_spec
-from byok_operator.reconcile import (
-    CommittedKey,
-    KeyRecord,
-    TenantRef,
-    VaultState,
-    budget_display,
-    commit_keys,
-    forget,
-    plan_virtual_key,
-    promote,
-)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 REF = TenantRef("tenant-a", "acme", "0d9c8f8e-1111-2222-3333-444455556666", 3)

@@ -109,8 +109,11 @@ class Kube:
         labels: Mapping[str, str],
         annotations: Mapping[str, str] | None = None,
         owner: Mapping[str, Any] | None = None,  # V1OwnerReference keyword arguments
+        exists: bool = False,
     ) -> None:
-        """Create or replace a Secret with exactly ``data``."""
+        """Create or replace a Secret with exactly ``data``: one call when the caller knows
+        whether it ``exists`` (a create that finds one, or a replace that finds none, falls
+        back to the other)."""
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(
                 name=name,
@@ -122,16 +125,19 @@ class Kube:
             type="Opaque",
             data=_encode(data),
         )
+        create = (self._core.create_namespaced_secret, (namespace, body), 409)
+        replace = (self._core.replace_namespaced_secret, (name, namespace, body), 404)
+        first, then = (replace, create) if exists else (create, replace)
         try:
-            await asyncio.to_thread(self._core.create_namespaced_secret, namespace, body)
+            await asyncio.to_thread(first[0], *first[1])
             return
         except ApiException as exc:
-            if exc.status != 409:
-                raise _explain(f"creating Secret {namespace}/{name}", exc) from None
+            if exc.status != first[2]:
+                raise _explain(f"writing Secret {namespace}/{name}", exc) from None
         try:
-            await asyncio.to_thread(self._core.replace_namespaced_secret, name, namespace, body)
+            await asyncio.to_thread(then[0], *then[1])
         except ApiException as exc:
-            raise _explain(f"updating Secret {namespace}/{name}", exc) from None
+            raise _explain(f"writing Secret {namespace}/{name}", exc) from None
 
     async def put_secret(
         self,

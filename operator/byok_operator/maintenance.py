@@ -27,10 +27,11 @@ from byok_operator.core.gateway import (
     platform_team_id,
     team_mode,
 )
+from byok_operator.core.status import money
+from byok_operator.core.vault import vault_secret_name
 from byok_operator.crypto import DecryptionError, Vault
 from byok_operator.gateway.litellm import CredentialInfo, KeyInfo, TeamInfo
 from byok_operator.kube import SecretData, load_vault
-from byok_operator.reconcile import money, vault_secret_name
 from byok_operator.scheduler import Scheduler
 from byok_operator.tenant import STATE_KEY, Reconciler
 
@@ -176,6 +177,7 @@ class Maintenance:
             data,
             labels=current.labels,
             annotations={**current.annotations, api.ENCRYPTION_KEY_ID_ANNOTATION: vault.primary_id},
+            exists=True,
         )
         self.reconciler.store.forget(uid)
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from byok_operator.api import ConditionType
-from byok_operator.conditions import find
+from byok_operator.core.conditions import find
 from byok_operator.models import TenantSpec
 
 

@@ -10,11 +10,11 @@ from typing import Any
 
 from byok_operator import api
 from byok_operator.api import Provider, Reason
+from byok_operator.core.vault import TenantRef, VaultState
 from byok_operator.crypto import fingerprint
 from byok_operator.kube import Kube, SecretData
 from byok_operator.models import TenantSpec
 from byok_operator.providers import KeyValidationError, KeyValidator, offered
-from byok_operator.reconcile import TenantRef, VaultState
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 

@@ -21,9 +21,9 @@ from byok_operator.core.gateway import (
     missing_deployments,
     platform_team_id,
 )
+from byok_operator.core.vault import CommittedKey, TenantRef
 from byok_operator.crypto import Vault
 from byok_operator.gateway.litellm import DeploymentInfo, GatewayError, LiteLLMGateway, TeamSpec
-from byok_operator.reconcile import CommittedKey, TenantRef
 from byok_operator.settings import Settings
 from byok_operator.tenant.vault_store import Record
 

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from byok_operator.api import AuditAction, ConditionType, Mode, Provider, Reason
 from byok_operator.audit import AuditEvent
-from byok_operator.conditions import find
+from byok_operator.core.conditions import find
 from byok_operator.core.gateway import (
     KeyShape,
     TeamShape,
@@ -40,28 +40,23 @@ from byok_operator.core.gateway import (
     platform_key_shape,
     platform_team,
 )
+from byok_operator.core.status import (
+    budget_display,
+    build_status,
+    fingerprints,
+    invalid_spec_status,
+    join_problems,
+    money,
+    provider_status,
+    rotation_condition,
+)
+from byok_operator.core.vault import TenantRef, VaultState, commit_keys, gateway_secret_name
 from byok_operator.crypto import DecryptionError, Vault
 from byok_operator.gateway.litellm import GatewayError, LiteLLMGateway
 from byok_operator.kube import Kube, KubeError
 from byok_operator.models import SpecError, TenantSpec, parse_spec
 from byok_operator.providers import KeyValidationError, KeyValidator
-from byok_operator.reconcile import (
-    TenantRef,
-    VaultState,
-    budget_display,
-    commit_keys,
-    gateway_secret_name,
-    money,
-)
 from byok_operator.settings import Settings
-from byok_operator.status import (
-    build_status,
-    fingerprints,
-    invalid_spec_status,
-    join_problems,
-    provider_status,
-    rotation_condition,
-)
 from byok_operator.tenant.checks import ProviderCheck, ProviderChecks
 from byok_operator.tenant.provisioning import Provisioner
 from byok_operator.tenant.vault_store import STATE_KEY, Record, VaultConflict, VaultStore

@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from byok_operator import api
+from byok_operator.core.vault import TenantRef, VaultState, vault_secret_name
 from byok_operator.crypto import Vault
 from byok_operator.kube import Kube, SecretConflict
-from byok_operator.reconcile import TenantRef, VaultState, vault_secret_name
 
 STATE_KEY = "state.json"
 

@@ -15,6 +15,8 @@ from byok_operator import api
 from byok_operator.api import AuditAction
 from byok_operator.audit import AuditEvent
 from byok_operator.core.gateway import KeyShape
+from byok_operator.core.keys import due_revocations, forget, plan_virtual_key, promote
+from byok_operator.core.vault import KeyRecord, TenantRef, gateway_secret_name, key_alias
 from byok_operator.crypto import Vault
 from byok_operator.gateway.litellm import (
     DuplicateKeyAliasError,
@@ -24,16 +26,6 @@ from byok_operator.gateway.litellm import (
     token_of,
 )
 from byok_operator.kube import Kube
-from byok_operator.reconcile import (
-    KeyRecord,
-    TenantRef,
-    due_revocations,
-    forget,
-    gateway_secret_name,
-    key_alias,
-    plan_virtual_key,
-    promote,
-)
 from byok_operator.settings import Settings
 from byok_operator.tenant.provisioning import markers
 from byok_operator.tenant.vault_store import Record
@@ -44,6 +36,7 @@ class KeyChanges:
     """What the record now says about keys, for the gateway phase to carry out."""
 
     issued: KeyRecord | None = None
+    replaced: KeyRecord | None = None  # the live key the issued one replaces, if any
     update_live: bool = False
     revoked: list[KeyRecord] = field(default_factory=list)
     audits: list[AuditEvent] = field(default_factory=list)
@@ -88,6 +81,7 @@ class VirtualKeys:
             # Agents did not ask for this rotation: give them time to re-read their Secret.
             grace = max(grace, timedelta(seconds=self.settings.unplanned_rotation_grace))
         if reason:
+            changes.replaced = live
             changes.issued = self._issue(uid, record, shape, now, grace)
             changes.audits.append(self._issue_audit(live, changes.issued, reason))
             if rotate_request is not None:
@@ -167,7 +161,7 @@ class VirtualKeys:
             if lost:
                 await self._generate(spec, live)
         if changes.issued is not None or not trusted:
-            await self.publish(ref, value)
+            await self.publish(ref, value, exists=changes.replaced is not None or not trusted)
         await self.revoke(changes.revoked)
         return lost
 
@@ -191,7 +185,7 @@ class VirtualKeys:
         await self.gateway.update_key(live.token or "", spec)
         return False
 
-    async def publish(self, ref: TenantRef, value: str) -> None:
+    async def publish(self, ref: TenantRef, value: str, *, exists: bool) -> None:
         """The agents' Secret: gateway URL and the live virtual key (owned by the resource)."""
         data = {
             api.GATEWAY_SECRET_URL_KEY: self.settings.gateway_public_url,
@@ -203,6 +197,7 @@ class VirtualKeys:
             data,
             labels={api.MANAGED_BY_LABEL: api.MANAGER, api.TENANT_UID_LABEL: ref.uid},
             owner=_owner(ref),
+            exists=exists,
         )
 
     async def revoke(self, keys: list[KeyRecord]) -> None:

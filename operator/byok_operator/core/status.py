@@ -6,18 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from byok_operator.api import ConditionType, Mode, Provider, Reason
-from byok_operator.conditions import Condition, merge_conditions, rfc3339
-from byok_operator.models import TenantSpec
-from byok_operator.reconcile import (
+from byok_operator.core.conditions import Condition, merge_conditions, rfc3339
+from byok_operator.core.vault import (
     CommittedKey,
     TenantRef,
     VaultState,
-    budget_display,
     gateway_secret_name,
 )
+from byok_operator.models import TenantSpec
 
 
 class Problem(Protocol):
@@ -213,3 +213,19 @@ def invalid_spec_status(
             raw_status.get("conditions"), [cond], generation=ref.generation, now=now
         ),
     }
+
+
+def money(amount: float | Decimal) -> str:
+    """Dollars to the cent; a spend above zero but under a cent shows as "<$0.01", not "$0.00"."""
+    value = Decimal(str(amount))
+    if Decimal(0) < value < Decimal("0.01"):
+        return "<$0.01"
+    return f"${value.quantize(Decimal('0.01'))}"
+
+
+def budget_display(spec: TenantSpec) -> str:
+    budget = spec.platform.budget
+    if spec.mode is Mode.BYOK or budget is None:
+        return "N/A"
+    amount = format(budget.max_usd.normalize(), "f")
+    return f"${amount}/{budget.period}"
