@@ -24,6 +24,7 @@ from byok_operator.gateway.litellm import (
     GatewayError,
     KeySpec,
     LiteLLMGateway,
+    TeamSpec,
     redact,
     token_of,
 )
@@ -636,3 +637,83 @@ async def test_tenant_key_cannot_call_another_tenants_deployment(
         for credential, deployment_id, _ in created.values():
             await gateway.delete_deployment(deployment_id)
             await gateway.delete_credential(credential)
+
+
+# --- teams, shared deployments and one-call creates (the gateway model of DESIGN §6) -------
+
+
+@gateway_test
+async def test_team_create_update_list_delete(gateway: LiteLLMGateway, uid: str) -> None:
+    team = TeamSpec(
+        team_id=f"tlc-{uid}",
+        alias="ns/name",
+        models=["gpt-4o-mini"],
+        max_budget=5.0,
+        budget_duration="30d",
+        info={"tlc_uid": uid},
+    )
+    await gateway.create_team(team)
+    await gateway.create_team(team)  # a retried pass: updates instead of failing
+    info = await gateway.team_info(team.team_id)
+    assert info is not None
+    assert (info.models, info.max_budget, info.managed) == (["gpt-4o-mini"], 5.0, True)
+    byok = team.model_copy(
+        update={
+            "models": ["byok-openai-x"],
+            "model_config_map": {"byok-openai-x": {"openai": {"litellm_credentials": "c"}}},
+            "max_budget": None,
+            "budget_duration": None,
+        }
+    )
+    assert await gateway.update_team(byok) is True
+    info = await gateway.team_info(team.team_id)
+    assert info is not None
+    assert (info.models, info.max_budget) == (["byok-openai-x"], None)
+    listed = [t for t in await gateway.list_teams() if t.team_id == team.team_id]
+    assert [t.info.get("tlc_uid") for t in listed] == [uid]
+    assert await gateway.delete_team(team.team_id) is True
+    assert await gateway.delete_team(team.team_id) is False
+    assert await gateway.update_team(team) is False
+    assert await gateway.team_info(team.team_id) is None
+
+
+def test_team_spec_refuses_empty_models() -> None:
+    with pytest.raises(ValueError, match="explicit, non-empty model list"):
+        TeamSpec(team_id="t", alias="a", models=[])
+
+
+@gateway_test
+async def test_shared_deployment_and_one_call_credential(gateway: LiteLLMGateway, uid: str) -> None:
+    name = f"byok-openai-{uid}"
+    await gateway.create_shared_deployment(
+        name,
+        "openai/gpt-4o-mini",
+        sentinel_key="sk-sentinel-x",
+        api_base=None,
+        info={"shared": "true"},
+    )
+    await gateway.create_shared_deployment(  # idempotent: found, not created twice
+        name,
+        "openai/gpt-4o-mini",
+        sentinel_key="sk-sentinel-x",
+        api_base=None,
+        info={"shared": "true"},
+    )
+    found = [d for d in await gateway.list_deployments(match={"shared": "true"}) if d.id == name]
+    assert [(d.model_name, d.litellm_model) for d in found] == [(name, "openai/gpt-4o-mini")]
+    credential = f"byok-{uid}-openai"
+    await gateway.create_credential(
+        credential, Provider.OPENAI, "sk-first-key-0000", api_base=None, info={"tlc_uid": uid}
+    )
+    await gateway.create_credential(  # exists (a retried pass): updated in place
+        credential, Provider.OPENAI, "sk-second-key-000", api_base=None, info={"tlc_uid": uid}
+    )
+    assert await gateway.get_credential(credential) is not None
+    assert await gateway.delete_credential(credential) is True
+    assert await gateway.delete_deployment(name) is True
+
+
+@gateway_test
+async def test_router_settings_show_the_cooldown_setting(gateway: LiteLLMGateway) -> None:
+    """The test bed runs with router_settings.disable_cooldowns (DESIGN §6)."""
+    assert (await gateway.router_settings()).get("disable_cooldowns") is True

@@ -588,21 +588,34 @@ class LiteLLMGateway:
         """Create a credential the caller's record says was never made (one call); one that
         exists after all (a retried pass) is updated in place."""
         values, credential_info = self._credential_parts(provider, api_key, api_base, info)
+        response = await self._post_credential(
+            name, values, credential_info, api_key, accept=(400, 409)
+        )
+        if not response.is_success:
+            await self.upsert_credential(name, provider, api_key, api_base=api_base, info=info)
+
+    async def _post_credential(
+        self,
+        name: str,
+        values: Mapping[str, str],
+        credential_info: Mapping[str, Any],
+        api_key: str,
+        *,
+        accept: Sequence[int],
+    ) -> httpx.Response:
         create = {
             "credential_name": name,
-            "credential_values": values,
-            "credential_info": credential_info,
+            "credential_values": dict(values),
+            "credential_info": dict(credential_info),
         }
-        response = await self._send(
+        return await self._send(
             "POST",
             "/credentials",
             action=f"create credential {name!r}",
             body=create,
             secrets=(api_key,),
-            accept=(400, 409),
+            accept=accept,
         )
-        if not response.is_success:
-            await self.upsert_credential(name, provider, api_key, api_base=api_base, info=info)
 
     async def upsert_credential(
         self,
@@ -638,18 +651,8 @@ class LiteLLMGateway:
         )
         if response.status_code != 404:
             return
-        create = {
-            "credential_name": name,
-            "credential_values": values,
-            "credential_info": credential_info,
-        }
-        response = await self._send(
-            "POST",
-            "/credentials",
-            action=f"create credential {name!r}",
-            body=create,
-            secrets=secrets,
-            accept=(409,),
+        response = await self._post_credential(
+            name, values, credential_info, api_key, accept=(409,)
         )
         if response.status_code == 409:  # created concurrently: make it ours
             await self._send(
