@@ -852,6 +852,16 @@ def render_table(report: dict[str, Any]) -> str:
         for name in ("operator", "litellm", "kube-apiserver"):
             cpu = (idle.get("cpu_seconds") or {}).get(name)
             rows.append((f"after Ready: {name} CPU %", "-", _fmt(cpu, 100 / span, 1), ""))
+    deployments = op.get("litellm_deployments") or {}
+    if deployments:
+        rows.append(
+            (
+                "LiteLLM deployments: total / shared BYOK / per-tenant",
+                "-",
+                f"{deployments['total']} / {deployments['shared_byok']} / {deployments['per_tenant']}",
+                "",
+            )
+        )
     restart = op.get("restart") or {}
     if restart:
         rows.append(
@@ -1112,6 +1122,8 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
         op_phase.extra["litellm_probe_s"] = _rounded(probe.stop())
     if litellm_log is not None:
         op_phase.extra["litellm_requests"] = litellm_calls(litellm_log, log_offset, len(tenants))
+    if parts.testbed is not None:
+        op_phase.extra["litellm_deployments"] = count_deployments(parts.testbed)
     op_phase.extra["after_ready"] = measure_idle(
         parts, args.settle if op_phase.all_ready else 0, litellm_log
     )
@@ -1200,6 +1212,24 @@ def measure_idle(parts: Parts, seconds: float, litellm_log: Path | None) -> dict
         result["litellm_requests_per_minute"] = round(sum(calls.values()) * 60 / elapsed, 1)
         result["litellm_requests"] = calls
     return result
+
+
+def count_deployments(testbed: Any) -> dict[str, int]:
+    """LiteLLM's deployments after the run: shared BYOK ones, per-tenant ones (the old model,
+    named ``byok-<tenant>-<uid8>/<model>``: there must be none) and the rest (platform)."""
+    counts = {"total": 0, "shared_byok": 0, "per_tenant": 0}
+    headers = {"Authorization": f"Bearer {testbed.master_key}"}
+    with httpx.Client(base_url=testbed.url, headers=headers, timeout=60) as http:
+        for page in range(1, 10_000):
+            data = http.get("/v2/model/info", params={"page": page, "size": 100}).json()
+            for model in data.get("data") or []:
+                name = str(model.get("model_name", ""))
+                counts["total"] += 1
+                counts["per_tenant"] += name.startswith("byok-") and "/" in name
+                counts["shared_byok"] += name.startswith("byok-") and "/" not in name
+            if page >= int(data.get("total_pages") or 1):
+                return counts
+    return counts
 
 
 def measure_restart(parts: Parts, seconds: float, litellm_log: Path | None) -> dict[str, Any]:

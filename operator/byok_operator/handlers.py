@@ -65,6 +65,9 @@ async def startup(
     )
     # Only labelled key Secrets are sent by the API server (server-side, not filtered here).
     settings.watching.label_selectors["v1", "secrets"] = f"{api.CREDENTIALS_LABEL}=true"
+    # Memory at 10,000 tenants: list in chunks, not one giant listing; and no more kopf
+    # workers than a few per reconcile slot (the rest wait as events, not as tasks).
+    settings.watching.chunk_size = 500
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
@@ -75,6 +78,7 @@ async def startup(
         vault = await load_vault(config, kube)
     except (SettingsError, VaultConfigError) as exc:
         raise kopf.PermanentError(f"byok-operator cannot start: {exc}") from None
+    settings.batching.worker_limit = 4 * config.max_concurrent_reconciles
     gateway = LiteLLMGateway(
         config.litellm_url, config.litellm_master_key, timeout=config.gateway_timeout
     )
@@ -137,13 +141,36 @@ def tenants_by_secret(
 
 
 @kopf.on.event(*TLC)
-def remember(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """Keep the latest view of each tenant for scheduled passes and the sweep (no API calls)."""
+async def remember(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
+    """Keep the latest view of each tenant for scheduled passes and the sweep (no API calls).
+    Async on purpose: kopf runs sync handlers in threads, and other handlers iterate this."""
     uid = body["metadata"]["uid"]
     if type == "DELETED":
         memo.tenants.pop(uid, None)
     else:
-        memo.tenants[uid] = Tenant(dict(body))
+        memo.tenants[uid] = Tenant(_slim(body))
+
+
+def _slim(body: kopf.Body) -> dict[str, Any]:
+    """What passes and the sweep read of a tenant: no managedFields, no kopf diff base (at
+    10,000 tenants those would be most of the operator's memory)."""
+    meta = body["metadata"]
+    status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": api.KIND,
+        "metadata": {
+            "namespace": meta["namespace"],
+            "name": meta["name"],
+            "uid": meta["uid"],
+            "generation": meta.get("generation"),
+            "annotations": {
+                k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(api.GROUP)
+            },
+        },
+        "spec": dict(body.get("spec") or {}),
+        "status": status,
+    }
 
 
 @kopf.on.event("", "v1", "secrets", labels={api.CREDENTIALS_LABEL: "true"})
@@ -176,6 +203,9 @@ async def credentials_changed(
         if tenant is None:
             continue  # not listed yet: its resume handler compares the keys when it is
         body_ = tenant.body
+        first_pass_pending = not (body_.get("status") or {}).get("observedGeneration")
+        if first_pass_pending and not memo.reconciler.lock(tenant.ref.uid).locked():
+            continue  # its first pass, still to come, reads the Secret anyway
         if secret is not None and not key_changed(
             body_.get("spec") or {}, body_.get("status") or {}, secret
         ):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,7 @@ from byok_operator.core.gateway import (
 from byok_operator.core.status import money
 from byok_operator.core.vault import vault_secret_name
 from byok_operator.crypto import DecryptionError, Vault
+from byok_operator.gateway.litellm import PAGE_SIZE as PAGE
 from byok_operator.gateway.litellm import CredentialInfo, KeyInfo, TeamInfo
 from byok_operator.kube import SecretData, load_vault
 from byok_operator.scheduler import Scheduler
@@ -38,6 +40,7 @@ from byok_operator.tenant import STATE_KEY, Reconciler
 logger = logging.getLogger("byok_operator.maintenance")
 
 KnownTenants = Callable[[], Mapping[str, Mapping[str, Any]]]
+SWEEP_REQUESTS_PER_MINUTE = 100
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class SweepReport:
     vaults: int = 0
     drifted: tuple[str, ...] = ()
     spend_updates: int = 0
+    gateway_calls: int = 0  # what the listing cost
 
     def total(self) -> int:
         return self.keys + self.deployments + self.credentials + self.teams + self.vaults
@@ -85,12 +89,17 @@ class Maintenance:
         self.scheduler = scheduler
 
     async def run_forever(self, interval: float) -> None:
+        """Sweep every ``interval`` seconds, or less often when the gateway is large: a sweep
+        lists keys and teams in pages of 100, and is spaced so that sweeping stays under
+        SWEEP_REQUESTS_PER_MINUTE calls to LiteLLM (10,000 tenants: one sweep every ~2 min)."""
         while True:
+            pause = interval
             try:
-                await self.run_once()
+                report = await self.run_once()
+                pause = max(interval, report.gateway_calls * 60 / SWEEP_REQUESTS_PER_MINUTE)
             except Exception as exc:  # the loop outlives any one gateway or API server hiccup
                 logger.warning("Maintenance pass failed, retrying in %.0fs: %s", interval, exc)
-            await asyncio.sleep(interval)
+            await asyncio.sleep(pause)
 
     async def run_once(self) -> SweepReport:
         await self.reload_encryption_keys()
@@ -191,6 +200,7 @@ class Maintenance:
         """
         gateway = self.deps.gateway
         ours = {"instance": self.deps.settings.instance_id}
+        listed_at = time.monotonic()
         snapshot = GatewaySnapshot(
             keys=await gateway.list_keys(match=ours),
             teams=[
@@ -202,7 +212,7 @@ class Maintenance:
             vaults = await self._vault_secrets()
         alive = await self.deps.kube.list_tenant_uids()
         report = await self._delete_orphans(snapshot, vaults, alive)
-        drifted, strays = await self._check_tenants(snapshot)
+        drifted, strays = await self._check_tenants(snapshot, listed_at)
         spend_updates = await self._refresh_spend(snapshot)
         return SweepReport(
             keys=report.keys + strays,
@@ -212,6 +222,7 @@ class Maintenance:
             vaults=report.vaults,
             drifted=tuple(drifted),
             spend_updates=spend_updates,
+            gateway_calls=len(snapshot.keys) // PAGE + len(snapshot.teams) // PAGE + 3,
         )
 
     async def _delete_orphans(
@@ -252,9 +263,13 @@ class Maintenance:
             len(stale_vaults),
         )
 
-    async def _check_tenants(self, snapshot: GatewaySnapshot) -> tuple[list[str], int]:
+    async def _check_tenants(
+        self, snapshot: GatewaySnapshot, listed_at: float
+    ) -> tuple[list[str], int]:
         """Settled tenants whose live key, team or credentials are missing get a repair pass;
-        keys under a tenant's alias that its status does not name are deleted."""
+        keys under a tenant's alias that its status does not name are deleted. Tenants whose
+        last pass ended after the listing began are left for the next sweep (the listing may
+        predate what that pass made)."""
         tokens: dict[str, set[str]] = {}
         for key in snapshot.keys:
             tokens.setdefault(key.metadata.get("tlc_uid", ""), set()).add(key.token)
@@ -262,8 +277,11 @@ class Maintenance:
         drifted: list[str] = []
         strays: list[str] = []
         for uid, body in self.known().items():
-            if self.reconciler.lock(uid).locked():
-                continue  # a pass is writing: its status is not yet what the gateway has
+            if (
+                self.reconciler.lock(uid).locked()
+                or self.reconciler.finished.get(uid, 0) > listed_at
+            ):
+                continue  # a pass is writing, or wrote after the listing
             status = body.get("status") or {}
             live = (status.get("virtualKey") or {}).get("tokenHash")
             if not live or not isinstance(status.get("gatewayRevision"), int):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -115,6 +116,7 @@ class Reconciler:
         self.provisioner = Provisioner(deps.gateway, settings, deps.vault)
         self.keys = VirtualKeys(deps.gateway, deps.kube, deps.vault, settings)
         self.spend: dict[str, float] = {}  # platform team spend by uid, refreshed in bulk
+        self.finished: dict[str, float] = {}  # when each tenant's last pass ended (monotonic)
         self._locks: dict[str, asyncio.Lock] = {}
         self._limit = asyncio.Semaphore(settings.max_concurrent_reconciles)
         self._distrust: set[str] = set()
@@ -139,6 +141,7 @@ class Reconciler:
         self._locks.pop(uid, None)
         self._distrust.discard(uid)
         self.spend.pop(uid, None)
+        self.finished.pop(uid, None)
         self.store.forget(uid)
 
     # --- entry points ---------------------------------------------------------------------
@@ -157,6 +160,8 @@ class Reconciler:
                 # Another writer, or a crashed pass that wrote the vault: start from its record.
                 await self.store.reload(ref)
                 return await self.reconcile(ref, raw_spec, raw_status, rotate_request)
+            finally:
+                self.finished[ref.uid] = time.monotonic()
 
     async def reconcile(
         self,
