@@ -516,6 +516,7 @@ class Demo:
             "acme-corp status shows its own key fingerprints",
             lambda: self._fingerprints_match(ACME, expected),
         )
+        self.step("the gateway holds shared deployments, no per-tenant ones", self.gateway_model)
         vk = self.virtual_key(ACME)
         self.keys["acme/vk"] = vk
         self.out.sub("acme-corp's agents call an OpenAI and an Anthropic model")
@@ -561,6 +562,25 @@ class Demo:
             ),
         )
         self.events(ACME[0])
+
+    def gateway_model(self) -> str:
+        """DESIGN §6 on the real gateway: shared deployments, per-tenant teams and credentials,
+        no per-tenant deployment."""
+        tenants = self.tenants
+        obj = tenants.get(*ACME) or {}
+        mine = tenants.gateway_objects(obj["metadata"]["uid"])
+        shared = tenants.shared_deployments()
+        self.out.say(f"shared deployments (all tenants): {', '.join(shared)}", indent=2)
+        self.out.say(
+            f"acme-corp: team {', '.join(mine['teams'])}; credentials {len(mine['credentials'])}; "
+            f"virtual keys {len(mine['keys'])}; per-tenant deployments {len(mine['deployments'])}",
+            indent=2,
+        )
+        check(not mine["deployments"], f"per-tenant deployments exist: {mine['deployments']}")
+        check(len(mine["credentials"]) == 2, f"expected 2 credentials, got {mine['credentials']}")
+        return (
+            f"{len(shared)} shared deployments, 0 per tenant; acme-corp has 1 team, 2 credentials"
+        )
 
     def _fingerprints_match(self, where: tuple[str, str], expected: dict[str, str]) -> str:
         got = self.provider_fingerprints(where)
