@@ -121,3 +121,40 @@ def test_a_secret_event_wakes_a_tenant_only_when_its_served_key_differs() -> Non
     assert key_changed(spec, status, secret({}))  # the key went missing: the pass says so
     assert not key_changed(spec, status, secret({"openai": "sk-new"}, name="other"))
     assert not key_changed({**spec, "mode": "Platform"}, status, secret({"openai": "sk-new"}))
+
+
+def test_drift_is_a_missing_live_key_team_or_credential() -> None:
+    from byok_operator.maintenance import _missing
+
+    uid = "u1"
+    byok = {
+        "mode": "BYOK",
+        "providers": [{"name": "openai", "committedAt": "2026-01-01T00:00:00Z"}],
+    }
+    teams, creds = {f"tlc-{uid}-byok"}, {f"byok-{uid}-openai"}
+    assert not _missing(uid, byok, "tok", {"tok"}, teams, creds)
+    assert _missing(uid, byok, "tok", set(), teams, creds)  # the live key is gone
+    assert _missing(uid, byok, "tok", {"tok"}, set(), creds)  # the BYOK team is gone
+    assert _missing(uid, byok, "tok", {"tok"}, teams, set())  # the credential is gone
+    platform = {"mode": "Platform"}
+    assert not _missing(uid, platform, "tok", {"tok"}, {f"tlc-{uid}"}, set())
+    assert _missing(uid, platform, "tok", {"tok"}, teams, set())
+
+
+def test_a_first_enable_is_one_event_and_periodic_work_spreads() -> None:
+    from byok_operator.api import AuditAction
+    from byok_operator.audit import AuditEvent
+    from byok_operator.tenant.reconciler import _merge_first_issue, _spread
+
+    issued = AuditEvent(AuditAction.VIRTUAL_KEY_ISSUED, "Virtual key k issued.")
+    enabled = AuditEvent(AuditAction.BYOK_ENABLED, "BYOK enabled.")
+    (merged,) = _merge_first_issue([issued, enabled])
+    assert merged.action is AuditAction.BYOK_ENABLED
+    assert "Virtual key k issued." in merged.message
+    rotated = AuditEvent(AuditAction.VIRTUAL_KEY_ROTATED, "rotated")
+    assert _merge_first_issue([rotated, enabled]) == [rotated, enabled]
+    width = timedelta(minutes=36)
+    offsets = {_spread(f"uid-{i}", width) for i in range(200)}
+    assert all(timedelta(0) <= o < width for o in offsets)
+    assert len(offsets) > 150  # spread, not bunched
+    assert _spread("same", width) == _spread("same", width)
