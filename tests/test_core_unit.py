@@ -263,3 +263,24 @@ def test_vault_rewrap_lets_the_old_key_go() -> None:
 def test_vault_config_errors_are_clear(text: str, match: str) -> None:
     with pytest.raises(VaultConfigError, match=match):
         Vault.from_text(text, source="Secret byok-system/enc")
+
+
+def test_regrace_counts_grace_from_a_publication_that_happens_now() -> None:
+    from byok_operator.core.keys import regrace
+
+    shape = KeyShape(mode=Mode.PLATFORM, team_id="tlc-u", models=("m",))
+    old = KeyRecord(
+        alias="a-1",
+        serial=1,
+        mode=Mode.PLATFORM,
+        shape=shape.digest(),
+        state="retiring",
+        revoke_after=T0 + timedelta(seconds=2),
+    )
+    later = old.model_copy(update={"alias": "a-0", "revoke_after": T0 + timedelta(hours=1)})
+    live = _live(Mode.PLATFORM, shape).model_copy(update={"alias": "a-2"})
+    state = regrace(VaultState(keys=[old, later, live]), now=T0, grace=timedelta(seconds=30))
+    by_alias = {k.alias: k for k in state.keys}
+    assert by_alias["a-1"].revoke_after == T0 + timedelta(seconds=30)  # extended, never cut
+    assert by_alias["a-0"].revoke_after == T0 + timedelta(hours=1)
+    assert by_alias["a-2"].state == "live"

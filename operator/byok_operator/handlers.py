@@ -268,8 +268,18 @@ async def _scheduled_pass(memo: kopf.Memo, uid: str) -> None:
         tenant.ref, body.get("spec") or {}, body.get("status") or {}, _rotate_request(body)
     )
     meta = body["metadata"]
+    audits, outcome.audits = outcome.audits, []
     _after_pass(memo, body, outcome, actor=PERIODIC_ACTOR)
-    await reconciler.deps.kube.patch_tenant_status(meta["namespace"], meta["name"], outcome.status)
+    kube = reconciler.deps.kube
+    await kube.patch_tenant_status(meta["namespace"], meta["name"], outcome.status)
+    for event in audits:  # kopf's event poster works only inside its handlers
+        _log_audit(body, event, actor=PERIODIC_ACTOR)
+        await kube.post_event(
+            meta,
+            type="Warning" if event.warning else "Normal",
+            reason=event.action.value,
+            message=event.message,
+        )
     if outcome.retry_after is not None:
         memo.scheduler.wake_in(uid, outcome.retry_after)
 
@@ -308,7 +318,7 @@ def _rotate_request(body: Any) -> str | None:
     return (body["metadata"].get("annotations") or {}).get(api.ROTATE_VIRTUAL_KEY_ANNOTATION)
 
 
-def _audit(body: Any, event: AuditEvent, *, actor: str | None) -> None:
+def _log_audit(body: Any, event: AuditEvent, *, actor: str | None) -> None:
     spec = body.get("spec") or {}
     meta = body["metadata"]
     record = audit_record(
@@ -320,6 +330,11 @@ def _audit(body: Any, event: AuditEvent, *, actor: str | None) -> None:
         now=datetime.now(UTC),
     )
     log_audit(record)
+
+
+def _audit(body: Any, event: AuditEvent, *, actor: str | None) -> None:
+    """An audited action inside a kopf handler: the JSON line, and the Event through kopf."""
+    _log_audit(body, event, actor=actor)
     kopf.event(
         body,
         type="Warning" if event.warning else "Normal",

@@ -10,6 +10,7 @@ import asyncio
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,37 @@ class Kube:
             raise _explain(f"writing Secret {namespace}/{name}", exc) from None
         meta = obj.metadata or client.V1ObjectMeta()
         return str(meta.resource_version)
+
+    async def post_event(
+        self, ref: Mapping[str, str], *, type: str, reason: str, message: str
+    ) -> None:
+        """A core/v1 Event on a TenantLLMConfig, for passes that run outside kopf's handlers
+        (kopf's own poster only works inside them). ``ref``: namespace, name, uid."""
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{ref['name']}.", namespace=ref["namespace"]
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=api.API_VERSION,
+                kind=api.KIND,
+                name=ref["name"],
+                namespace=ref["namespace"],
+                uid=ref["uid"],
+            ),
+            reason=reason,
+            message=message[:1024],
+            type=type,
+            count=1,
+            first_timestamp=now,
+            last_timestamp=now,
+            source=client.V1EventSource(component=api.MANAGER),
+            reporting_component=api.MANAGER,
+        )
+        try:
+            await asyncio.to_thread(self._core.create_namespaced_event, ref["namespace"], event)
+        except ApiException as exc:
+            raise _explain(f"posting an Event on {ref['namespace']}/{ref['name']}", exc) from None
 
     async def patch_tenant_status(
         self, namespace: str, name: str, status: Mapping[str, Any]

@@ -29,7 +29,7 @@ from byok_operator.core.gateway import (
     team_mode,
 )
 from byok_operator.core.status import money
-from byok_operator.core.vault import vault_secret_name
+from byok_operator.core.vault import VaultState, vault_secret_name
 from byok_operator.crypto import DecryptionError, Vault
 from byok_operator.gateway.litellm import PAGE_SIZE as PAGE
 from byok_operator.gateway.litellm import CredentialInfo, KeyInfo, TeamInfo
@@ -212,7 +212,7 @@ class Maintenance:
             vaults = await self._vault_secrets()
         alive = await self.deps.kube.list_tenant_uids()
         report = await self._delete_orphans(snapshot, vaults, alive)
-        drifted, strays = await self._check_tenants(snapshot, listed_at)
+        drifted, strays = await self._check_tenants(snapshot, listed_at, _vault_tokens(vaults))
         spend_updates = await self._refresh_spend(snapshot)
         return SweepReport(
             keys=report.keys + strays,
@@ -264,7 +264,7 @@ class Maintenance:
         )
 
     async def _check_tenants(
-        self, snapshot: GatewaySnapshot, listed_at: float
+        self, snapshot: GatewaySnapshot, listed_at: float, recorded: Mapping[str, set[str]]
     ) -> tuple[list[str], int]:
         """Settled tenants whose live key, team or credentials are missing get a repair pass;
         keys under a tenant's alias that its status does not name are deleted. Tenants whose
@@ -292,7 +292,9 @@ class Maintenance:
                 if r.get("tokenHash")
             }
             have = tokens.get(uid, set())
-            strays += sorted(have - expected)
+            # A key the vault records is never a stray, whatever an older status says (a pass
+            # may have published it and died before writing status).
+            strays += sorted(have - expected - recorded.get(uid, set()))
             if _missing(uid, status, live, have, teams, snapshot.credential_names):
                 drifted.append(f"{body['metadata']['namespace']}/{body['metadata']['name']}")
                 self.reconciler.distrust(uid)
@@ -333,6 +335,19 @@ class Maintenance:
     async def _vault_secrets(self) -> list[SecretData]:
         selector = f"{api.MANAGED_BY_LABEL}={api.MANAGER},{api.TENANT_UID_LABEL}"
         return await self.deps.kube.list_secrets(self.deps.settings.operator_namespace, selector)
+
+
+def _vault_tokens(vaults: list[SecretData]) -> dict[str, set[str]]:
+    """The virtual-key tokens each tenant's vault record names (live and retiring)."""
+    found: dict[str, set[str]] = {}
+    for secret in vaults:
+        uid = secret.labels.get(api.TENANT_UID_LABEL, "")
+        try:
+            state = VaultState.model_validate_json(secret.data.get(STATE_KEY) or "{}")
+        except ValueError:
+            continue  # the tenant's own pass reports an unreadable vault
+        found[uid] = {k.token for k in state.keys if k.token}
+    return found
 
 
 def _missing(

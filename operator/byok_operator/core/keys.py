@@ -70,5 +70,19 @@ def promote(state: VaultState, alias: str, *, now: datetime, grace: timedelta) -
     return state.model_copy(update={"keys": keys})
 
 
+def regrace(state: VaultState, *, now: datetime, grace: timedelta) -> VaultState:
+    """The live key's publication is not confirmed (an earlier pass stopped before its status
+    was written): it is published again now, so every retiring key keeps working for at least
+    ``grace`` from now. Grace periods count from publication, never from a plan."""
+    floor = now + grace
+    keys = [
+        k.model_copy(update={"revoke_after": floor})
+        if k.state == "retiring" and k.revoke_after is not None and k.revoke_after < floor
+        else k
+        for k in state.keys
+    ]
+    return state.model_copy(update={"keys": keys})
+
+
 def forget(state: VaultState, aliases: Sequence[str]) -> VaultState:
     return state.model_copy(update={"keys": [k for k in state.keys if k.alias not in aliases]})

@@ -162,11 +162,13 @@ class Provisioner:
         else:
             await self.gateway.upsert_team(spec)
 
-    async def remove_byok(self, ref: TenantRef, providers: Iterable[Provider]) -> None:
-        """The tenant's BYOK team (LiteLLM deletes its keys with it) and credentials."""
-        await self.gateway.delete_team(byok_team_id(ref.uid))
+    async def remove_byok(self, ref: TenantRef, providers: Iterable[Provider]) -> bool:
+        """The tenant's BYOK team (LiteLLM deletes its keys with it) and credentials; whether
+        there was anything to remove."""
+        removed = await self.gateway.delete_team(byok_team_id(ref.uid))
         for provider in providers:
-            await self.gateway.delete_credential(credential_name(ref.uid, provider))
+            removed |= await self.gateway.delete_credential(credential_name(ref.uid, provider))
+        return removed
 
     async def remove_all(self, ref: TenantRef) -> None:
         await self.remove_byok(ref, Provider)

@@ -41,6 +41,7 @@ from byok_operator.core.gateway import (
     platform_key_shape,
     platform_team,
 )
+from byok_operator.core.keys import regrace
 from byok_operator.core.status import (
     budget_display,
     build_status,
@@ -293,7 +294,12 @@ class Reconciler:
         if legacy:
             lost = await self._migrate_byok(p, plan.team, plan.key, changes)
         else:
-            await self.provisioner.team(p.ref, plan.team, before.state.teams, trusted=p.trusted)
+            await self.provisioner.team(
+                p.ref,
+                plan.team,
+                before.state.teams,
+                trusted=p.trusted and not _switches_team(changes),
+            )
             lost = await self.keys.apply(p.ref, record, plan.key, changes, trusted=p.trusted)
         await self._tidy(p, before, legacy=False)
 
@@ -379,7 +385,11 @@ class Reconciler:
         live = record.state.live()
         changes = self._plan_key(p, shape)
         legacy = _is_legacy(before)
-        byok_done = not any(k.mode is Mode.BYOK for k in record.state.keys) and _has_byok(before)
+        no_byok_key = not any(k.mode is Mode.BYOK for k in record.state.keys)
+        had_byok = _has_byok(before)
+        # An untrusted pass may follow one that recorded the revert but died before removing
+        # the BYOK objects: it removes them again (idempotent deletes).
+        byok_done = no_byok_key and (had_byok or not p.trusted)
         teams = {**record.state.teams, team.team_id: team.digest()}
         update: dict[str, Any] = {"teams": teams, "gateway_model": 2}
         if byok_done:
@@ -390,10 +400,11 @@ class Reconciler:
         record.state = record.state.model_copy(update=update)
         await self._save_if_changed(p, before)
 
-        await self.provisioner.team(p.ref, team, before.state.teams, trusted=p.trusted)
+        await self.provisioner.team(
+            p.ref, team, before.state.teams, trusted=p.trusted and not _switches_team(changes)
+        )
         lost = await self.keys.apply(p.ref, record, shape, changes, trusted=p.trusted)
-        if byok_done:
-            await self.provisioner.remove_byok(p.ref, Provider)
+        removed = byok_done and await self.provisioner.remove_byok(p.ref, Provider)
         await self._tidy(p, before, legacy)
 
         audits = list(changes.audits)
@@ -406,7 +417,7 @@ class Reconciler:
                     f"Platform keys in use, budget {budget_display(p.spec)}.",
                 )
             )
-        if byok_done:
+        if byok_done and (had_byok or removed):
             audits.append(
                 AuditEvent(
                     AuditAction.BYOK_DISABLED,
@@ -419,6 +430,10 @@ class Reconciler:
     # --- shared steps ----------------------------------------------------------------------
 
     def _plan_key(self, p: Pass, shape: KeyShape) -> KeyChanges:
+        live = p.record.state.live()
+        published = (p.raw_status.get("virtualKey") or {}).get("alias")
+        if not p.trusted and live is not None and published != live.alias:
+            p.record.state = regrace(p.record.state, now=p.now, grace=p.spec.rotation.grace_period)
         return self.keys.plan(
             p.ref.uid,
             p.record,
@@ -555,6 +570,16 @@ def _ever_handled(raw_status: Mapping[str, Any]) -> bool:
 
 def _is_legacy(record: Record) -> bool:
     return record.state.gateway_model < 2 and not record.state.is_new()
+
+
+def _switches_team(changes: KeyChanges) -> bool:
+    """A key is issued into the other mode's team: the record's word that the team exists is
+    not relied on (the gateway may have lost it while unused), it is upserted."""
+    return (
+        changes.issued is not None
+        and changes.replaced is not None
+        and changes.replaced.mode is not changes.issued.mode
+    )
 
 
 def _has_byok(record: Record) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from byok_operator import api
 from byok_operator.api import AuditAction
@@ -42,6 +42,7 @@ class KeyChanges:
     audits: list[AuditEvent] = field(default_factory=list)
     next_revocation: datetime | None = None
     next_rotation: datetime | None = None
+    grace: timedelta = timedelta(0)
 
 
 def _token_key(alias: str) -> str:
@@ -73,7 +74,7 @@ class VirtualKeys:
         plan = plan_virtual_key(
             record.state, shape, now=now, rotate_request=rotate_request, max_age=max_age
         )
-        changes = KeyChanges()
+        changes = KeyChanges(grace=grace)
         live = record.state.live()
         reason = plan.reason
         if live is not None and not self.vault.opens(record.tokens.get(_token_key(live.alias), "")):
@@ -162,6 +163,10 @@ class VirtualKeys:
                 await self._generate(spec, live)
         if changes.issued is not None or not trusted:
             await self.publish(ref, value, exists=changes.replaced is not None or not trusted)
+            if changes.next_revocation is not None:
+                # The grace period counts from publication: wake for it then, not earlier.
+                published = datetime.now(UTC)
+                changes.next_revocation = max(changes.next_revocation, published + changes.grace)
         await self.revoke(changes.revoked)
         return lost
 
