@@ -19,7 +19,7 @@ from cryptography.fernet import Fernet
 
 from byok_operator.core.gateway import SENTINEL_KEY
 from byok_operator.crypto import fingerprint
-from byok_operator.gateway.litellm import token_of
+from byok_operator.gateway import token_of
 from harness.e2e import Tenants, canary, uid_of
 from harness.operator import OPERATOR_NAMESPACE, OperatorProcess
 from harness.waiting import wait_for

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from byok_operator.api import Provider
-from byok_operator.gateway.litellm import (
+from byok_operator.gateway import (
     DuplicateKeyAliasError,
     DuplicateKeyValueError,
     GatewayError,

@@ -22,7 +22,7 @@ from byok_operator.audit import AuditEvent, audit_record, log_audit
 from byok_operator.core.schedule import is_settled, next_due, seconds_until
 from byok_operator.core.vault import TenantRef
 from byok_operator.crypto import VaultConfigError
-from byok_operator.gateway.litellm import LiteLLMGateway
+from byok_operator.gateway import LiteLLMGateway
 from byok_operator.kube import Kube, load_vault, secret_from_body
 from byok_operator.maintenance import Maintenance
 from byok_operator.models import SpecError, parse_spec

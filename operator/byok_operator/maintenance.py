@@ -31,8 +31,8 @@ from byok_operator.core.gateway import (
 from byok_operator.core.status import money
 from byok_operator.core.vault import VaultState, vault_secret_name
 from byok_operator.crypto import DecryptionError, Vault
-from byok_operator.gateway.litellm import PAGE_SIZE as PAGE
-from byok_operator.gateway.litellm import CredentialInfo, KeyInfo, TeamInfo
+from byok_operator.gateway import PAGE_SIZE as PAGE
+from byok_operator.gateway import CredentialInfo, KeyInfo, TeamInfo
 from byok_operator.kube import SecretData, load_vault
 from byok_operator.scheduler import Scheduler
 from byok_operator.tenant import STATE_KEY, Reconciler

@@ -23,7 +23,7 @@ from byok_operator.core.gateway import (
 )
 from byok_operator.core.vault import CommittedKey, TenantRef
 from byok_operator.crypto import Vault
-from byok_operator.gateway.litellm import DeploymentInfo, GatewayError, LiteLLMGateway, TeamSpec
+from byok_operator.gateway import DeploymentInfo, GatewayError, LiteLLMGateway, TeamSpec
 from byok_operator.settings import Settings
 from byok_operator.tenant.vault_store import Record
 

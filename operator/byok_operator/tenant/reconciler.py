@@ -54,7 +54,7 @@ from byok_operator.core.status import (
 )
 from byok_operator.core.vault import TenantRef, VaultState, commit_keys, gateway_secret_name
 from byok_operator.crypto import DecryptionError, Vault
-from byok_operator.gateway.litellm import GatewayError, LiteLLMGateway
+from byok_operator.gateway import GatewayError, LiteLLMGateway
 from byok_operator.kube import Kube, KubeError
 from byok_operator.models import SpecError, TenantSpec, parse_spec
 from byok_operator.providers import KeyValidationError, KeyValidator

@@ -18,7 +18,7 @@ from byok_operator.core.gateway import KeyShape
 from byok_operator.core.keys import due_revocations, forget, plan_virtual_key, promote
 from byok_operator.core.vault import KeyRecord, TenantRef, gateway_secret_name, key_alias
 from byok_operator.crypto import Vault
-from byok_operator.gateway.litellm import (
+from byok_operator.gateway import (
     DuplicateKeyAliasError,
     KeyInfo,
     KeySpec,
