@@ -76,6 +76,7 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     KUBERNETES_ERROR = "KubernetesError"
     VAULT_UNREADABLE = "VaultUnreadable"
+    RECONCILE_ERROR = "ReconcileError"
 
 
 class AuditAction(StrEnum):

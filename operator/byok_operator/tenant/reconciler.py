@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -65,6 +66,8 @@ from byok_operator.tenant.vault_store import STATE_KEY, Record, VaultConflict, V
 from byok_operator.tenant.virtual_keys import KeyChanges, VirtualKeys
 
 __all__ = ["STATE_KEY", "Deps", "Outcome", "Reconciler"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -197,6 +200,11 @@ class Reconciler:
             raise
         except (GatewayError, KubeError, DecryptionError) as exc:
             return self._failure(ref, spec, p.record, raw_status, exc, now)
+        except (
+            Exception
+        ) as exc:  # a bug, or a library surprise: say so in status, not only in a log
+            log.exception("Unexpected error in the pass of %s/%s", ref.namespace, ref.name)
+            return self._failure(ref, spec, p.record, raw_status, _Unexpected(exc), now)
         self._distrust.discard(ref.uid)
         return outcome
 
@@ -242,6 +250,13 @@ class Reconciler:
         servable = set(committed) == set(spec.providers.configured()) or (
             serving_byok and bool(committed)
         )
+        if (
+            servable
+            and not any(c.models for c in committed.values())
+            and not any(spec.providers.configured()[pr].models for pr in committed)
+        ):
+            errors.append(_no_models(committed))
+            servable = False
         retry = self._retry_delay() if any(e.retryable for e in errors) else None
         problems = (
             _key_problem_audits(errors) if _keys_message_changed(p.raw_status, errors) else []
@@ -531,6 +546,8 @@ class Reconciler:
             reason, retryable = Reason.DECRYPTION_FAILED, False
         elif isinstance(exc, KubeError):
             reason, retryable = Reason.KUBERNETES_ERROR, True
+        elif isinstance(exc, _Unexpected):
+            reason, retryable = Reason.RECONCILE_ERROR, True
         else:
             reason, retryable = Reason.VAULT_UNREADABLE, False
             exc = RuntimeError(
@@ -560,6 +577,17 @@ class Reconciler:
 # --- helpers ---------------------------------------------------------------------------------
 
 
+class _Unexpected(Exception):
+    """An error no step expected. Its text is not shown (a library's message might echo its
+    input): only its type, and where to look."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(
+            f"The operator hit an unexpected {type(cause).__name__} in this pass; it retries "
+            "with backoff. The operator's log has the traceback: please report it."
+        )
+
+
 def _empty_state() -> VaultState:
     return VaultState()
 
@@ -570,6 +598,17 @@ def _ever_handled(raw_status: Mapping[str, Any]) -> bool:
 
 def _is_legacy(record: Record) -> bool:
     return record.state.gateway_model < 2 and not record.state.is_new()
+
+
+def _no_models(committed: Mapping[Provider, Any]) -> KeyValidationError:
+    provider = next(iter(committed))
+    return KeyValidationError(
+        provider,
+        Reason.MODELS_NOT_AVAILABLE,
+        f"{provider.value}: the key is valid but lists no models, and spec.providers."
+        f"{provider.value}.models is empty: there is nothing to serve. Name the models in "
+        "spec.providers.<provider>.models, or use a key with model access.",
+    )
 
 
 def _switches_team(changes: KeyChanges) -> bool:
