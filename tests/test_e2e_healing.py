@@ -14,6 +14,7 @@ encryption-key file) and leave each of them running and consistent for the tests
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import time
@@ -21,9 +22,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
+from byok_operator.core.gateway import SENTINEL_KEY
 from byok_operator.crypto import fingerprint
 from harness import litellm as litellm_testbed
 from harness.e2e import Tenants, canary, condition_of, uid_of
@@ -227,12 +230,15 @@ def test_a_credential_lost_alone_is_rebuilt_and_reported(
     assert before == {"keys": [obj["status"]["virtualKey"]["alias"]], **_byok_objects(uid)}
     events_before = len(_events(tenants, namespace, "credless", "GATEWAY_REPAIRED"))
 
+    # Like a real provider, the stand-in refuses the shared deployments' sentinel key.
+    provider_stub.set_behaviour(SENTINEL_KEY, "401")
     tenants.admin("DELETE", f"/credentials/byok-{uid}-openai")
     lost = time.monotonic()
     assert tenants.gateway_objects(uid)["credentials"] == []
     sent = len(provider_stub.requests(key=provider_key))
     assert tenants.chat(virtual_key, MODEL).status_code != 200, "served without a credential"
-    assert len(provider_stub.requests(key=provider_key)) == sent
+    assert len(provider_stub.requests(key=provider_key)) == sent, "the lost credential was used"
+    assert provider_stub.requests(key=SENTINEL_KEY), "the call did not fall back to the sentinel"
 
     wait_for(
         lambda: tenants.gateway_objects(uid) == before,
@@ -359,6 +365,13 @@ def test_a_litellm_restarted_on_an_empty_database_is_rebuilt_for_every_tenant(
 # --- 3. orphan sweep -----------------------------------------------------------------------------
 
 
+def _not_foreign(objs: dict[str, list[str]]) -> dict[str, list[str]]:
+    """``objs`` without the objects this test planted (all named ``foreign-...``)."""
+    return {
+        kind: [n for n in names if not n.startswith("foreign-")] for kind, names in objs.items()
+    }
+
+
 def test_gateway_objects_of_a_vanished_tenant_are_swept_and_foreign_ones_left_alone(
     tenants: Tenants, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -366,41 +379,69 @@ def test_gateway_objects_of_a_vanished_tenant_are_swept_and_foreign_ones_left_al
     uid = uid_of(obj)
     assert tenants.gateway_objects(uid)["credentials"]
     assert _vault(tenants, uid) is not None
+    shared = tenants.shared_deployments()
+    assert SHARED in shared, shared
 
     # Objects in the same gateway that are not ours (or not this operator instance's), some
     # even naming the vanished tenant's uid: the sweep must not touch them.
     tag = secrets.token_hex(4)
     stranger = str(uuid.uuid4())
+    other_instance = {"managed_by": "byok-operator", "instance": "another-cluster"}
     foreign_keys = {
         f"foreign-plain-{tag}": {"owner": "another-team", "tlc_uid": uid},
         f"foreign-marker-{tag}": {"byok": {"managed_by": "someone-else", "tlc_uid": uid}},
         f"foreign-instance-{tag}": {
             "byok": {
-                "managed_by": "byok-operator",
-                "instance": "another-cluster",
+                **other_instance,
                 "tlc_uid": stranger,
                 "tlc_namespace": "elsewhere",
                 "tlc_name": "elsewhere",
             }
         },
     }
-    foreign_credential = f"foreign-cred-{tag}"
-    for alias, metadata in foreign_keys.items():
+    foreign_teams = {
+        f"foreign-team-plain-{tag}-{uid}": {"owner": "another-team", "tlc_uid": uid},
+        f"foreign-team-instance-{tag}-{uid}": {"byok": {**other_instance, "tlc_uid": uid}},
+    }
+    foreign_credential = f"foreign-cred-{tag}-{uid}"
+    foreign_deployment = f"foreign-dep-{tag}-{uid}"
+    try:
+        for team_id, metadata in foreign_teams.items():
+            tenants.admin(
+                "POST",
+                "/team/new",
+                json={"team_id": team_id, "models": [MODEL], "metadata": metadata},
+            )
+        for alias, metadata in foreign_keys.items():
+            tenants.admin(
+                "POST",
+                "/key/generate",
+                json={"key_alias": alias, "models": [MODEL], "metadata": metadata},
+            )
         tenants.admin(
             "POST",
-            "/key/generate",
-            json={"key_alias": alias, "models": [MODEL], "metadata": metadata},
+            "/credentials",
+            json={
+                "credential_name": foreign_credential,
+                "credential_values": {"api_key": "sk-not-ours-" + secrets.token_hex(8)},
+                "credential_info": {"custom_llm_provider": "openai", "tlc_uid": uid},
+            },
         )
-    tenants.admin(
-        "POST",
-        "/credentials",
-        json={
-            "credential_name": foreign_credential,
-            "credential_values": {"api_key": "sk-not-ours-" + secrets.token_hex(8)},
-            "credential_info": {"custom_llm_provider": "openai", "tlc_uid": uid},
-        },
-    )
-    try:
+        tenants.admin(
+            "POST",
+            "/model/new",
+            json={
+                "model_name": f"foreign-{tag}-{uid[:8]}",
+                "litellm_params": {
+                    "model": f"openai/{MODEL}",
+                    "api_key": "sk-not-ours-" + secrets.token_hex(8),
+                },
+                "model_info": {
+                    "id": foreign_deployment,
+                    "byok": {**other_instance, "tlc_uid": uid},
+                },
+            },
+        )
         operator.stop()
         try:
             tenants.cluster.kubectl(
@@ -415,17 +456,17 @@ def test_gateway_objects_of_a_vanished_tenant_are_swept_and_foreign_ones_left_al
             )
             tenants.cluster.kubectl("delete", "tlc", "vanish", "-n", namespace, "--timeout=30s")
             assert tenants.get(namespace, "vanish") is None
-            left = tenants.gateway_objects(uid)
+            left = _not_foreign(tenants.gateway_objects(uid))
             assert left["credentials"], "nothing left to sweep?"
-            assert left["deployments"], "nothing left to sweep?"
+            assert left["teams"], "nothing left to sweep?"
+            assert left["keys"], "nothing left to sweep?"
             assert _vault(tenants, uid) is not None
         finally:
             operator.start()
         started = time.monotonic()
 
         def swept() -> bool:
-            objs = tenants.gateway_objects(uid)
-            objs["keys"] = [k for k in objs["keys"] if not k.startswith("foreign-")]
+            objs = _not_foreign(tenants.gateway_objects(uid))
             return objs == NOTHING and _vault(tenants, uid) is None
 
         wait_for(
@@ -438,18 +479,31 @@ def test_gateway_objects_of_a_vanished_tenant_are_swept_and_foreign_ones_left_al
         _say(f"orphans swept {time.monotonic() - started:.1f}s after the operator started")
         assert "Orphan sweep removed" in operator.tail(400)
 
-        # The pass that removed the orphans saw the foreign objects too, and kept them.
+        # The pass that removed the orphans saw the foreign objects too, and kept them; and
+        # the shared deployments belong to no tenant, so a vanished one takes none with it.
         for alias in foreign_keys:
             found = tenants.admin(
                 "GET", "/key/list", params={"key_alias": alias, "return_full_object": "true"}
             )["keys"]
             assert [k.get("key_alias") for k in found] == [alias], f"{alias} was swept"
-        names = [c["credential_name"] for c in tenants.admin("GET", "/credentials")["credentials"]]
-        assert foreign_credential in names, "a foreign credential was swept"
+        left = tenants.gateway_objects(uid)
+        assert left["teams"] == sorted(foreign_teams), f"a foreign team was swept: {left}"
+        assert left["credentials"] == [foreign_credential], (
+            f"a foreign credential was swept: {left}"
+        )
+        assert left["deployments"] == [foreign_deployment], (
+            f"a foreign deployment was swept: {left}"
+        )
+        assert tenants.shared_deployments() == shared, "the sweep touched the shared deployments"
     finally:
-        if aliases := list(foreign_keys):
-            tenants.admin("POST", "/key/delete", json={"key_aliases": aliases})
-        tenants.admin("DELETE", f"/credentials/{foreign_credential}")
+        for method, path, body in (
+            ("POST", "/key/delete", {"key_aliases": list(foreign_keys)}),
+            ("POST", "/team/delete", {"team_ids": list(foreign_teams)}),
+            ("DELETE", f"/credentials/{foreign_credential}", None),
+            ("POST", "/model/delete", {"id": foreign_deployment}),
+        ):
+            with contextlib.suppress(httpx.HTTPStatusError):  # one not made, or already gone
+                tenants.admin(method, path, json=body)
 
 
 # --- 4. encryption-key rotation -------------------------------------------------------------------
@@ -540,7 +594,9 @@ def test_encryption_key_rotation_loses_nothing_and_a_lost_key_heals_without_a_cr
         assert "cannot be decrypted" not in logs
         assert not _events(tenants, namespace, "wrap-byok", "VIRTUAL_KEY_ROTATED")
 
-        # (c) Replace the file with a brand-new key only: no stored copy can be opened.
+        # (c) Replace the file with a brand-new key only: no stored copy can be opened. The
+        # virtual keys are re-issued unasked, so the old ones get the unplanned-rotation grace.
+        grace = float(operator.env["BYOK_UNPLANNED_ROTATION_GRACE"])
         log_mark = len(operator.all_logs())
         keys_file.write_text(third + "\n")
         lost = time.monotonic()
@@ -561,12 +617,15 @@ def test_encryption_key_rotation_loses_nothing_and_a_lost_key_heals_without_a_cr
             return True
 
         seen_reasons: set[str] = set()
+        replaced_at: dict[str, float] = {}  # when the test first saw each tenant's new key
 
         def healed_watching() -> bool:
             for name in uids:
                 ready = condition_of(tenants.get(namespace, name) or {})
                 if ready.get("reason"):
                     seen_reasons.add(f"{name}:{ready['status']}/{ready['reason']}")
+                if name not in replaced_at and tenants.virtual_key(namespace, name) != agents[name]:
+                    replaced_at[name] = time.monotonic()
             return healed()
 
         wait_for(
@@ -600,11 +659,12 @@ def test_encryption_key_rotation_loses_nothing_and_a_lost_key_heals_without_a_cr
             assert new_key, name
             assert new_key != old_key, f"{name}: virtual key not re-issued"
             _assert_serves(tenants, provider_stub, new_key, provider_keys[name], f"{name} (c)")
+            # Revoked when its grace ends (the scheduler wakes the tenant then, no tick).
             wait_for(
                 lambda k=old_key: tenants.chat(k or "", MODEL).status_code == 401,
-                timeout=30,
-                interval=1,
-                what=f"{name}: the unreadable old virtual key revoked",
+                timeout=max(1.0, replaced_at[name] + grace + 4 - time.monotonic()),
+                interval=0.5,
+                what=f"{name}: the unreadable old virtual key revoked {grace:.0f}s after",
             )
             rotated = _events(tenants, namespace, name, "VIRTUAL_KEY_ROTATED")
             assert any("cannot be decrypted" in e["message"] for e in rotated), rotated

@@ -8,6 +8,7 @@ import os
 import random
 import re
 import time
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,8 @@ from stubs.provider_stub import ProviderStub
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
 MODEL = "gpt-4o-mini"
+SHARED = "byok-openai-gpt-4o-mini"  # the shared deployment (DESIGN §6) BYOK tenants of MODEL use
+NOTHING: dict[str, list[str]] = {"keys": [], "teams": [], "deployments": [], "credentials": []}
 CRASH_ROUNDS = int(os.environ.get("BYOK_CRASH_ROUNDS", "20"))
 
 
@@ -34,29 +37,45 @@ def byok(secret: str) -> dict:
 PLATFORM = {"mode": "Platform", "platform": {"budget": {"maxUSD": "10", "period": "30d"}}}
 
 
-def assert_converged(tenants: Tenants, namespace: str, name: str, mode: str) -> None:
-    """DESIGN §5, asked of LiteLLM and the API server rather than of our own status."""
-    obj = tenants.get(namespace, name)
-    assert obj is not None
-    uid = uid_of(obj)
-    live = [
+def expected_objects(uid: str, mode: str) -> dict[str, list[str]]:
+    """DESIGN §6 for a tenant that started in Platform mode (so its platform team, which lives
+    as long as the resource, exists in both modes), besides its one key."""
+    if mode == "BYOK":
+        return {
+            "teams": [f"tlc-{uid}", f"tlc-{uid}-byok"],
+            "deployments": [],
+            "credentials": [f"byok-{uid}-openai"],
+        }
+    return {"teams": [f"tlc-{uid}"], "deployments": [], "credentials": []}
+
+
+def live_keys(tenants: Tenants, uid: str) -> list[dict[str, Any]]:
+    return [
         k
         for k in tenants.paged("/key/list", "keys", return_full_object="true")
         if uid in (k.get("key_alias") or "")
     ]
+
+
+def assert_converged(tenants: Tenants, namespace: str, name: str, mode: str) -> None:
+    """DESIGN §5 and §6, asked of LiteLLM and the API server rather than of our own status."""
+    obj = tenants.get(namespace, name)
+    assert obj is not None
+    uid = uid_of(obj)
+    live = live_keys(tenants, uid)
     assert len(live) == 1, (
         f"{name}: expected exactly one live virtual key, found {[k.get('key_alias') for k in live]}"
     )
+    team = f"tlc-{uid}-byok" if mode == "BYOK" else f"tlc-{uid}"
+    assert live[0].get("team_id") == team, f"{name}: the key is in team {live[0].get('team_id')}"
+    assert live[0].get("models"), f"{name}: the key names no models (LiteLLM: all models)"
     key = tenants.virtual_key(namespace, name)
     assert key, f"{name}: no published virtual key"
     assert tenants.chat(key, MODEL).status_code == 200, f"{name}: the published key does not work"
     objects = tenants.gateway_objects(uid)
+    assert objects == {"keys": [live[0]["key_alias"]], **expected_objects(uid, mode)}, objects
     if mode == "BYOK":
-        assert objects["credentials"] == [f"byok-{uid}-openai"], objects
-        assert len(objects["deployments"]) == 1, objects
-    else:
-        assert objects["credentials"] == [], objects
-        assert objects["deployments"] == [], objects
+        assert SHARED in tenants.shared_deployments()
 
 
 def _kill_during(operator: OperatorProcess, rng: random.Random, window: float) -> float:
@@ -92,6 +111,7 @@ def test_sigkill_at_random_moments_always_converges(
                 lambda n=name: _settled(tenants, namespace, n, "BYOK"),
                 timeout=30,
                 what=f"{name} settled",
+                describe=lambda n=name: _describe(tenants, namespace, n),
             )
             assert_converged(tenants, namespace, name, "BYOK")
         for name in names:
@@ -103,15 +123,12 @@ def test_sigkill_at_random_moments_always_converges(
                 lambda n=name: _settled(tenants, namespace, n, "Platform"),
                 timeout=30,
                 what=f"{name} settled",
+                describe=lambda n=name: _describe(tenants, namespace, n),
             )
             assert_converged(tenants, namespace, name, "Platform")
             uid = uid_of(tenants.get(namespace, name) or {})
             tenants.cluster.kubectl("delete", "tlc", name, "-n", namespace, "--timeout=60s")
-            assert tenants.gateway_objects(uid) == {
-                "keys": [],
-                "deployments": [],
-                "credentials": [],
-            }
+            assert tenants.gateway_objects(uid) == NOTHING
 
 
 def _settled(tenants: Tenants, namespace: str, name: str, mode: str) -> bool:
@@ -120,14 +137,29 @@ def _settled(tenants: Tenants, namespace: str, name: str, mode: str) -> bool:
     if obj is None or (obj.get("status") or {}).get("mode") != mode:
         return False
     uid = uid_of(obj)
-    keys = [
-        k
-        for k in tenants.paged("/key/list", "keys", return_full_object="true")
-        if uid in (k.get("key_alias") or "")
-    ]
     objects = tenants.gateway_objects(uid)
-    leftovers = mode == "Platform" and (objects["credentials"] or objects["deployments"])
-    return len(keys) == 1 and not leftovers
+    return len(objects.pop("keys")) == 1 and objects == expected_objects(uid, mode)
+
+
+def _describe(tenants: Tenants, namespace: str, name: str) -> str:
+    obj = tenants.get(namespace, name) or {}
+    uid = (obj.get("metadata") or {}).get("uid")
+    gateway = tenants.gateway_objects(uid) if uid else None
+    return json.dumps({"status": obj.get("status"), "gateway": gateway}, indent=1)
+
+
+def litellm_listing(tenants: Tenants) -> str:
+    """What LiteLLM shows besides key values: teams (a BYOK team's model_config names the
+    credential, never its key), credentials (listed without values) and keys (by hash)."""
+    return json.dumps(
+        {
+            "teams": tenants.paged(
+                "/v2/team/list", "teams", "page_size", sort_by="team_id", sort_order="asc"
+            ),
+            "credentials": tenants.admin("GET", "/credentials"),
+            "keys": tenants.paged("/key/list", "keys", return_full_object="true"),
+        }
+    )
 
 
 def test_canary_keys_never_leak(
@@ -161,10 +193,12 @@ def test_canary_keys_never_leak(
     )
     tenants.put_secret(namespace, "keys", {"openai": second, "anthropic": anthropic})
     tenants.wait_condition(namespace, "canary", kind="KeysValid", status="True")
+    gateway_listing = [litellm_listing(tenants)]  # with the BYOK team and credentials
     tenants.apply(namespace, "canary", PLATFORM)
     tenants.wait_condition(namespace, "canary")
     virtual_keys.add(tenants.virtual_key(namespace, "canary"))
     everything_tlc = tenants.cluster.kubectl("get", "tlc", "-A", "-o", "json").stdout
+    gateway_listing.append(litellm_listing(tenants))
     tenants.cluster.kubectl("delete", "tlc", "canary", "-n", namespace, "--timeout=60s")
 
     planted = [first, bad, second, anthropic, PLATFORM_KEY, *(k for k in virtual_keys if k)]
@@ -175,6 +209,7 @@ def test_canary_keys_never_leak(
         "operator log": operator.all_logs(),
         "events": json.dumps(tenants.cluster.kubectl("get", "events", "-A", "-o", "json").stdout),
         "TenantLLMConfigs": everything_tlc,
+        "LiteLLM teams, credentials and key listing": "".join(gateway_listing),
         "Secret metadata": json.dumps([s["metadata"] for s in secrets]),
         "test output": "".join(capfd.readouterr()),
     }
@@ -190,9 +225,14 @@ def test_canary_keys_never_leak(
 def test_handlers_run_once_per_change(
     tenants: Tenants, namespace: str, operator: OperatorProcess
 ) -> None:
-    """No hot loops: one reconcile per spec change, none from our own status writes."""
+    """No hot loops: one reconcile per spec change, none from our own status writes. The
+    status writes here come from scheduled passes (the operator-wide scheduler, not kopf):
+    a virtual key due for rotation every 10 s, each rotation a status write."""
     tenants.put_secret(namespace, "keys", {"openai": canary("openai")})
-    tenants.apply(namespace, "calm", byok("keys"))
+    rotation = {"gracePeriod": "0s", "virtualKeyMaxAge": "10s"}
+    spec = byok("keys")
+    spec["rotation"] = rotation
+    tenants.apply(namespace, "calm", spec)
     tenants.wait_condition(namespace, "calm")
     prefix = f"[{namespace}/calm]"
 
@@ -201,13 +241,29 @@ def test_handlers_run_once_per_change(
             1 for line in operator.all_logs().splitlines() if prefix in line and what in line
         )
 
-    # Let two periodic passes happen (each writes status), then count.
+    def alias() -> str | None:
+        obj = tenants.get(namespace, "calm") or {}
+        return ((obj.get("status") or {}).get("virtualKey") or {}).get("alias")
+
+    def scheduled_passes(count: int, what: str) -> None:
+        """Wait for ``count`` status writes of scheduled passes (each a new virtual key)."""
+        seen = [alias()]
+
+        def more() -> bool:
+            current = alias()
+            if current and current != seen[-1]:
+                seen.append(current)
+            return len(seen) > count
+
+        wait_for(more, timeout=15 * count + 10, interval=0.5, what=what)
+
+    # Let two scheduled passes happen (each writes status), then count.
     marker = lines("Handler 'reconcile' succeeded")
-    wait_for(lambda: lines("Periodic pass done") >= 2, timeout=40, what="two periodic passes")
+    scheduled_passes(2, "two scheduled passes")
     assert lines("Handler 'reconcile' succeeded") == marker == 1
-    spec = byok("keys")
     spec["providers"]["openai"]["models"] = [MODEL, "gpt-4o"]
     tenants.apply(namespace, "calm", spec)
     tenants.wait_condition(namespace, "calm")
-    wait_for(lambda: lines("Periodic pass done") >= 3, timeout=40, what="another periodic pass")
+    scheduled_passes(1, "another scheduled pass")
     assert lines("Handler 'reconcile' succeeded") == 2
+    assert lines("Handler 'resume'") == 0

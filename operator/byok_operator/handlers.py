@@ -164,6 +164,7 @@ def _slim(body: kopf.Body) -> dict[str, Any]:
             "name": meta["name"],
             "uid": meta["uid"],
             "generation": meta.get("generation"),
+            "deletionTimestamp": meta.get("deletionTimestamp"),
             "annotations": {
                 k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(api.GROUP)
             },

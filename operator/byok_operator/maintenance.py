@@ -282,6 +282,8 @@ class Maintenance:
                 or self.reconciler.finished.get(uid, 0) > listed_at
             ):
                 continue  # a pass is writing, or wrote after the listing
+            if body["metadata"].get("deletionTimestamp"):
+                continue  # being deleted: its finalizer removes everything, nothing to repair
             status = body.get("status") or {}
             live = (status.get("virtualKey") or {}).get("tokenHash")
             if not live or not isinstance(status.get("gatewayRevision"), int):
@@ -295,9 +297,10 @@ class Maintenance:
             # A key the vault records is never a stray, whatever an older status says (a pass
             # may have published it and died before writing status).
             strays += sorted(have - expected - recorded.get(uid, set()))
-            if _missing(uid, status, live, have, teams, snapshot.credential_names):
+            lost = _missing(uid, status, live, have, teams, snapshot.credential_names)
+            if lost:
                 drifted.append(f"{body['metadata']['namespace']}/{body['metadata']['name']}")
-                self.reconciler.distrust(uid)
+                self.reconciler.distrust(uid, lost)
                 self.reconciler.provisioner.shared.forget()
                 self._wake(uid)
         if strays:
@@ -357,12 +360,18 @@ def _missing(
     have: set[str],
     teams: set[str],
     credentials: set[str],
-) -> bool:
-    if live not in have:
-        return True
+) -> list[str]:
+    """What of a settled tenant the gateway no longer has, in words for the repair event."""
+    lost = [] if live in have else ["the tenant's virtual key"]
     if status.get("mode") == Mode.BYOK.value:
         if byok_team_id(uid) not in teams:
-            return True
+            lost.append(f"its BYOK team {byok_team_id(uid)}")
         names = [p.get("name") for p in status.get("providers") or [] if p.get("committedAt")]
-        return any(credential_name(uid, api.Provider(n)) not in credentials for n in names if n)
-    return platform_team_id(uid) not in teams
+        lost += [
+            f"its {n} credential {credential_name(uid, api.Provider(n))}"
+            for n in names
+            if n and credential_name(uid, api.Provider(n)) not in credentials
+        ]
+    elif platform_team_id(uid) not in teams:
+        lost.append(f"its platform team {platform_team_id(uid)}")
+    return lost

@@ -123,7 +123,7 @@ class Reconciler:
         self.finished: dict[str, float] = {}  # when each tenant's last pass ended (monotonic)
         self._locks: dict[str, asyncio.Lock] = {}
         self._limit = asyncio.Semaphore(settings.max_concurrent_reconciles)
-        self._distrust: set[str] = set()
+        self._distrust: dict[str, list[str]] = {}  # uid -> what the sweep found missing
 
     @property
     def vault(self) -> Vault:
@@ -133,9 +133,10 @@ class Reconciler:
         """New encryption keys (reloaded at run time) for every collaborator."""
         self.deps.vault = self.store.vault = self.provisioner.vault = self.keys.vault = vault
 
-    def distrust(self, uid: str) -> None:
+    def distrust(self, uid: str, lost: list[str] | None = None) -> None:
         """The gateway lost something of this tenant: its next pass re-applies everything."""
-        self._distrust.add(uid)
+        self._distrust.setdefault(uid, [])
+        self._distrust[uid] += [what for what in lost or [] if what not in self._distrust[uid]]
 
     def lock(self, uid: str) -> asyncio.Lock:
         """The lock that serializes all work on one tenant (reconcile, delete, rewrap)."""
@@ -143,7 +144,7 @@ class Reconciler:
 
     def forget_tenant(self, uid: str) -> None:
         self._locks.pop(uid, None)
-        self._distrust.discard(uid)
+        self._distrust.pop(uid, None)
         self.spend.pop(uid, None)
         self.finished.pop(uid, None)
         self.store.forget(uid)
@@ -200,12 +201,23 @@ class Reconciler:
             raise
         except (GatewayError, KubeError, DecryptionError) as exc:
             return self._failure(ref, spec, p.record, raw_status, exc, now)
-        except (
-            Exception
-        ) as exc:  # a bug, or a library surprise: say so in status, not only in a log
+        except Exception as exc:  # a bug or a library surprise: say so in status, not only in a log
             log.exception("Unexpected error in the pass of %s/%s", ref.namespace, ref.name)
             return self._failure(ref, spec, p.record, raw_status, _Unexpected(exc), now)
-        self._distrust.discard(ref.uid)
+        return self._report_repair(ref.uid, outcome)
+
+    def _report_repair(self, uid: str, outcome: Outcome) -> Outcome:
+        """One GATEWAY_REPAIRED event naming everything the sweep (or the pass) found lost."""
+        if outcome.retry_after is not None:
+            return outcome  # still distrusted: the next pass re-applies, and reports, again
+        lost = self._distrust.pop(uid, [])
+        if not lost:
+            return outcome
+        found = [a for a in outcome.audits if a.action is AuditAction.GATEWAY_REPAIRED]
+        if found and "the tenant's virtual key" not in lost:
+            lost.insert(0, "the tenant's virtual key")
+        outcome.audits = [a for a in outcome.audits if a not in found]
+        outcome.audits.append(_repaired(", ".join(lost)))
         return outcome
 
     async def delete(self, ref: TenantRef) -> list[AuditEvent]:
@@ -644,7 +656,7 @@ def _spread(uid: str, width: timedelta) -> timedelta:
 def _repaired(what: str) -> AuditEvent:
     return AuditEvent(
         AuditAction.GATEWAY_REPAIRED,
-        f"The gateway had lost {what}; rebuilt it from the encrypted copies.",
+        f"The gateway had lost {what}; rebuilt from the encrypted copies.",
         warning=True,
     )
 

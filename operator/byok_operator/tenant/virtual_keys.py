@@ -92,6 +92,13 @@ class VirtualKeys:
             _replace_key(record, updated)
             changes.update_live = True
         changes.revoked = self._take_due(record, now)
+        changes.audits += [
+            AuditEvent(
+                AuditAction.VIRTUAL_KEY_REVOKED,
+                f"Virtual key {key.alias} revoked after the grace period.",
+            )
+            for key in changes.revoked
+        ]
         _, changes.next_revocation = due_revocations(record.state, now)
         fresh = record.state.live()
         if max_age is not None and fresh is not None and fresh.issued_at is not None:
