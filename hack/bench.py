@@ -376,7 +376,9 @@ def run_phase(
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"apply-{name}") as pool:
             applied = list(pool.map(apply, tenants))
         apply_done = time.time()
-        wanted = [a.ref for a in applied if a.created is not None]
+        # A tenant whose baseline provisioning failed never gets Ready: count it as an apply
+        # error (reported) instead of waiting for it until the timeout.
+        wanted = [a.ref for a in applied if a.created is not None and a.error is None]
         print(
             f"[{name}] created {len(wanted)}/{len(tenants)} in {apply_done - began:.2f}s; "
             "waiting for Ready...",

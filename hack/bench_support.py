@@ -16,6 +16,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -544,11 +545,12 @@ class GatewayBaseline:
             )
 
     def remove_all(self) -> None:
-        """Delete what ``provision`` made in LiteLLM (teams take their keys along)."""
-        for team in self._teams:
-            self._http().post("/team/delete", json={"team_ids": [team]})
-        for credential in self._credentials:
-            self._http().delete(f"/credentials/{credential}")
+        """Delete what ``provision`` made in LiteLLM (teams take their keys along): teams a
+        hundred per call, credentials (one per call) from 16 threads."""
+        for start in range(0, len(self._teams), 100):
+            self._http().post("/team/delete", json={"team_ids": self._teams[start : start + 100]})
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(lambda c: self._http().delete(f"/credentials/{c}"), self._credentials))
         self.core.delete_collection_namespaced_secret(
             self.namespace, label_selector="app.kubernetes.io/managed-by=bench-baseline"
         )
