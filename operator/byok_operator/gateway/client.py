@@ -129,6 +129,12 @@ def _litellm_message(response: httpx.Response) -> tuple[str, str | None, str | N
     return "unexpected error body", None, None
 
 
+def _team_missing(response: httpx.Response) -> bool:
+    """LiteLLM's answer for a team that does not exist: 404, or a 400 that says so."""
+    message = _litellm_message(response)[0].lower()
+    return response.status_code == 404 or "not found" in message or "doesn't exist" in message
+
+
 def _display_url(base_url: str) -> str:
     """The base URL without user info, for messages."""
     parts = urlsplit(base_url)
@@ -501,8 +507,7 @@ class LiteLLMGateway:
         )
         if response.status_code == 200:
             return True
-        message = _litellm_message(response)[0].lower()
-        if response.status_code == 404 or "not found" in message or "doesn't exist" in message:
+        if _team_missing(response):
             return False
         raise self._error(response, action, ())
 
@@ -519,8 +524,7 @@ class LiteLLMGateway:
         )
         if response.is_success:
             return True
-        message = _litellm_message(response)[0].lower()
-        if response.status_code == 404 or "not found" in message or "doesn't exist" in message:
+        if _team_missing(response):
             return False
         raise self._error(response, action, ())
 
