@@ -457,9 +457,10 @@ class Reconciler:
     # --- shared steps ----------------------------------------------------------------------
 
     def _plan_key(self, p: Pass, shape: KeyShape) -> KeyChanges:
-        live = p.record.state.live()
-        published = (p.raw_status.get("virtualKey") or {}).get("alias")
-        if not p.trusted and live is not None and published != live.alias:
+        if not p.trusted:
+            # An earlier pass stopped half-way: whether its new key reached the agents is not
+            # known, so this pass publishes it again and every retiring key gets a full grace
+            # from now (a failed pass's status cannot vouch for a publication either).
             p.record.state = regrace(p.record.state, now=p.now, grace=p.spec.rotation.grace_period)
         return self.keys.plan(
             p.ref.uid,
@@ -580,6 +581,9 @@ class Reconciler:
             gateway_ok=not gateway_down,
         )
         status["gatewayRevision"] = None
+        # Agents have what the last finished pass published, not what this one planned.
+        for field_ in ("virtualKey", "retiringVirtualKeys"):
+            status[field_] = raw_status.get(field_)
         delay = self._retry_delay()
         return Outcome(
             status, retry_after=delay if retryable else 4 * delay, retry_message=str(exc)
