@@ -29,7 +29,7 @@ from decimal import Decimal
 from byok_operator.api import Mode, Provider
 from byok_operator.models import TenantSpec
 
-SENTINEL_KEY = "sk-byok-sentinel-no-tenant-credential"
+SENTINEL_KEY = "sk-byok-sentinel-placeholder-not-a-key"
 """The shared deployments' own api_key: a call that reaches a provider with it (a key outside
 any BYOK team, a credential gone missing) is refused by the provider, never served on
 somebody's key. It is not a secret."""
