@@ -101,7 +101,8 @@ async def startup(
         logger.warning(warning)
     memo.reconciler = reconciler
     memo.settings = config
-    memo.tenants = {}
+    memo.tenants = {}  # uid -> Tenant
+    memo.uids = {}  # (namespace, name) -> uid, so a Secret event finds its tenants at once
     memo.scheduler = Scheduler(lambda uid: _scheduled_pass(memo, uid))
     memo.tasks = [
         asyncio.create_task(memo.scheduler.run_forever(), name="byok-scheduler"),
@@ -145,10 +146,13 @@ async def remember(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any)
     """Keep the latest view of each tenant for scheduled passes and the sweep (no API calls).
     Async on purpose: kopf runs sync handlers in threads, and other handlers iterate this."""
     uid = body["metadata"]["uid"]
+    key = (body["metadata"]["namespace"], body["metadata"]["name"])
     if type == "DELETED":
         memo.tenants.pop(uid, None)
+        memo.uids.pop(key, None)
     else:
         memo.tenants[uid] = Tenant(_slim(body))
+        memo.uids[key] = uid
 
 
 def _slim(body: kopf.Body) -> dict[str, Any]:
@@ -198,9 +202,8 @@ async def credentials_changed(
         watched.put(namespace, secret_from_body(body))
     secret = watched.get(namespace, name)
     index: kopf.Index[tuple[str, str], str] = kwargs["tenants_by_secret"]
-    known = {(t.ref.namespace, t.ref.name): t for t in memo.tenants.values()}
     for tenant_name in index.get((namespace, name), []):
-        tenant: Tenant | None = known.get((namespace, tenant_name))
+        tenant: Tenant | None = memo.tenants.get(memo.uids.get((namespace, tenant_name)))
         if tenant is None:
             continue  # not listed yet: its resume handler compares the keys when it is
         body_ = tenant.body

@@ -184,7 +184,7 @@ class Reconciler:
         try:
             record = await self.store.load(ref, assume_new=not _ever_handled(raw_status))
         except (KubeError, ValidationError, ValueError) as exc:
-            return self._failure(ref, spec, Record(_empty_state(), {}), raw_status, exc, now)
+            return self._failure(ref, spec, Record(VaultState(), {}), raw_status, exc, now)
         state = record.state
         trusted = state.is_new() or (
             finished_before == state.revision
@@ -225,12 +225,12 @@ class Reconciler:
         async with self.lock(ref.uid):
             record = await self.store.reload(ref)
             await self.keys.revoke(record.state.keys)
-            await self.keys.delete_strays(ref, Record(_empty_state(), {}))
+            await self.keys.delete_strays(ref, Record(VaultState(), {}))
             await self.provisioner.remove_all(ref)
             if record.state.gateway_model < 2 and not record.state.is_new():
                 await self.provisioner.remove_legacy_deployments(ref)
             await self.store.delete(ref)
-            await self.deps.kube.delete_secret(ref.namespace, _gateway_secret(ref))
+            await self.deps.kube.delete_secret(ref.namespace, gateway_secret_name(ref.name))
         self.forget_tenant(ref.uid)
         return [
             AuditEvent(
@@ -604,10 +604,6 @@ class _Unexpected(Exception):
         )
 
 
-def _empty_state() -> VaultState:
-    return VaultState()
-
-
 def _ever_handled(raw_status: Mapping[str, Any]) -> bool:
     return bool(raw_status.get("observedGeneration") or raw_status.get("virtualKey"))
 
@@ -645,10 +641,6 @@ def _has_byok(record: Record) -> bool:
         or any(t.endswith("-byok") for t in state.teams)
         or record.tokens.keys() & {f"provider.{p.value}" for p in Provider}
     )
-
-
-def _gateway_secret(ref: TenantRef) -> str:
-    return gateway_secret_name(ref.name)
 
 
 def _spread(uid: str, width: timedelta) -> timedelta:
