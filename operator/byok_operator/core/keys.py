@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,13 +71,26 @@ def promote(state: VaultState, alias: str, *, now: datetime, grace: timedelta) -
 
 
 def regrace(state: VaultState, *, now: datetime, grace: timedelta) -> VaultState:
-    """The live key's publication is not confirmed (an earlier pass stopped before its status
-    was written): it is published again now, so every retiring key keeps working for at least
-    ``grace`` from now. Grace periods count from publication, never from a plan."""
+    """The live key is (re)published at ``now``, so every retiring key keeps working for at
+    least ``grace`` from then. Grace periods count from publication, never from a plan: a pass
+    plans (and writes the vault) before its gateway calls, which can take seconds under load."""
     floor = now + grace
+    retiring = [k.alias for k in state.keys if k.state == "retiring" and k.revoke_after]
+    return hold_until(state, dict.fromkeys(retiring, floor))
+
+
+def hold_until(state: VaultState, deadlines: Mapping[str, datetime]) -> VaultState:
+    """Retiring keys are revoked no earlier than ``deadlines`` (by alias; the later time wins).
+
+    The vault is written before publication, so its deadlines are estimates; the status written
+    after publication carries the confirmed ones, and a pass that trusts its status takes them.
+    """
     keys = [
-        k.model_copy(update={"revoke_after": floor})
-        if k.state == "retiring" and k.revoke_after is not None and k.revoke_after < floor
+        k.model_copy(update={"revoke_after": deadlines[k.alias]})
+        if k.state == "retiring"
+        and k.revoke_after is not None
+        and k.alias in deadlines
+        and k.revoke_after < deadlines[k.alias]
         else k
         for k in state.keys
     ]

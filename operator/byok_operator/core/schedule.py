@@ -54,6 +54,17 @@ def next_due(spec: TenantSpec, status: Mapping[str, Any], now: datetime) -> date
     return min(due) if due else None
 
 
+def confirmed_deadlines(status: Mapping[str, Any]) -> dict[str, datetime]:
+    """When each retiring key may be revoked, as the last finished pass wrote it after
+    publishing its successor (by alias)."""
+    deadlines = {}
+    for retiring in status.get("retiringVirtualKeys") or []:
+        when = _time(retiring.get("revokeAfter"))
+        if when is not None and isinstance(retiring.get("alias"), str):
+            deadlines[retiring["alias"]] = when
+    return deadlines
+
+
 def seconds_until(when: datetime | None, now: datetime) -> float | None:
     if when is None:
         return None

@@ -42,7 +42,8 @@ from byok_operator.core.gateway import (
     platform_key_shape,
     platform_team,
 )
-from byok_operator.core.keys import regrace
+from byok_operator.core.keys import hold_until, regrace
+from byok_operator.core.schedule import confirmed_deadlines
 from byok_operator.core.status import (
     budget_display,
     build_status,
@@ -191,6 +192,8 @@ class Reconciler:
             and state.gateway_model >= 2
             and ref.uid not in self._distrust
         )
+        if trusted:
+            record.state = hold_until(record.state, confirmed_deadlines(raw_status))
         p = Pass(ref, spec, record, raw_status, rotate_request, now, trusted)
         try:
             if spec.mode is Mode.BYOK:

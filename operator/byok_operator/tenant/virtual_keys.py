@@ -15,7 +15,7 @@ from byok_operator import api
 from byok_operator.api import AuditAction
 from byok_operator.audit import AuditEvent
 from byok_operator.core.gateway import KeyShape
-from byok_operator.core.keys import due_revocations, forget, plan_virtual_key, promote
+from byok_operator.core.keys import due_revocations, forget, plan_virtual_key, promote, regrace
 from byok_operator.core.vault import KeyRecord, TenantRef, gateway_secret_name, key_alias
 from byok_operator.crypto import Vault
 from byok_operator.gateway import (
@@ -170,10 +170,11 @@ class VirtualKeys:
                 await self._generate(spec, live)
         if changes.issued is not None or not trusted:
             await self.publish(ref, value, exists=changes.replaced is not None or not trusted)
-            if changes.next_revocation is not None:
-                # The grace period counts from publication: wake for it then, not earlier.
-                published = datetime.now(UTC)
-                changes.next_revocation = max(changes.next_revocation, published + changes.grace)
+            # The grace period counts from publication. The vault (written before the gateway
+            # calls) has estimates; the status of this pass carries these, and so does the wake.
+            published = datetime.now(UTC)
+            record.state = regrace(record.state, now=published, grace=changes.grace)
+            _, changes.next_revocation = due_revocations(record.state, published)
         await self.revoke(changes.revoked)
         return lost
 
