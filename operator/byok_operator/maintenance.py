@@ -51,6 +51,7 @@ class SweepReport:
     teams: int = 0
     vaults: int = 0
     drifted: tuple[str, ...] = ()
+    restored: tuple[str, ...] = ()  # shared deployments re-created
     spend_updates: int = 0
     gateway_calls: int = 0  # what the listing cost
 
@@ -214,6 +215,13 @@ class Maintenance:
         report = await self._delete_orphans(snapshot, vaults, alive)
         drifted, strays = await self._check_tenants(snapshot, listed_at, _vault_tokens(vaults))
         spend_updates = await self._refresh_spend(snapshot)
+        restored = await self.reconciler.provisioner.shared.restore()
+        if restored:
+            logger.warning(
+                "The gateway lost shared deployment(s) %s; re-created them (with the sentinel "
+                "key: each tenant's team supplies its own credential).",
+                ", ".join(restored),
+            )
         return SweepReport(
             keys=report.keys + strays,
             deployments=report.deployments,
@@ -221,8 +229,9 @@ class Maintenance:
             teams=report.teams,
             vaults=report.vaults,
             drifted=tuple(drifted),
+            restored=tuple(restored),
             spend_updates=spend_updates,
-            gateway_calls=len(snapshot.keys) // PAGE + len(snapshot.teams) // PAGE + 3,
+            gateway_calls=len(snapshot.keys) // PAGE + len(snapshot.teams) // PAGE + 4,
         )
 
     async def _delete_orphans(

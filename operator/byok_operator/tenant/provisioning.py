@@ -70,10 +70,12 @@ class SharedDeployments:
         self.gateway = gateway
         self.settings = settings
         self._known: set[str] | None = None
+        self._used: dict[str, SharedDeployment] = {}  # every one a tenant here asked for
         self._lock = asyncio.Lock()
 
     async def ensure(self, wanted: Iterable[SharedDeployment]) -> None:
         wanted = list(wanted)
+        self._used.update((d.name, d) for d in wanted)
         if self._known is not None and not missing_deployments(wanted, self._known):
             return
         async with self._lock:
@@ -91,6 +93,21 @@ class SharedDeployments:
                     info={"shared": "true", "instance": self.settings.instance_id},
                 )
                 self._known.add(deployment.name)
+
+    async def restore(self) -> list[str]:
+        """Re-create the shared deployments tenants here use that the gateway no longer has
+        (an admin deleted one, or LiteLLM lost its database while no tenant drifted): one
+        listing, then a create per missing deployment. Returns the names re-created."""
+        if not self._used:
+            return []
+        found = await self.gateway.list_deployments(search="byok-", match={"shared": "true"})
+        have = {d.id for d in found}
+        missing = missing_deployments(list(self._used.values()), have)
+        if missing:
+            async with self._lock:
+                self._known = have
+            await self.ensure(missing)
+        return [d.name for d in missing]
 
     def forget(self) -> None:
         """The gateway may have lost them (a repair found it empty): learn them again."""
