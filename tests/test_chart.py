@@ -23,7 +23,8 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from harness.cluster import REPO_ROOT, Cluster
+from harness.cluster import PLATFORM_ADMIN, REPO_ROOT, Cluster
+from harness.waiting import wait_for
 
 CHART = REPO_ROOT / "charts" / "byok-operator"
 CRD_DIR = REPO_ROOT / "crds"
@@ -773,3 +774,107 @@ def test_operator_permissions_with_watch_namespaces(
     denied += [("get", "secrets", "kube-system")]
     denied += [(verb, resource, "tenant-a") for verb, resource in NEVER]
     _assert_access(cluster, release.service_account, allowed, denied)
+
+
+# --- who owns spec.platform (DESIGN §7) ------------------------------------------------------
+
+TENANT_NAMESPACE, TENANT_ADMIN = "tenant-a", "tenant-a-admin"
+
+
+def _tlc(name: str, spec: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "llm.byok.io/v1alpha1",
+            "kind": "TenantLLMConfig",
+            "metadata": {"name": name, "namespace": TENANT_NAMESPACE},
+            "spec": spec,
+        }
+    )
+
+
+def _as(cluster: Cluster, user: str, *args: str, body: str | None = None) -> str | None:
+    """Run kubectl as ``user``; the error text when the API server refused, else None."""
+    result = cluster.kubectl(*args, context=user, input=body, check=False)
+    return result.stderr if result.returncode != 0 else None
+
+
+@pytest.fixture
+def platform_policy(cluster: Cluster, cluster_helm: Helm) -> Iterator[str]:
+    """The chart's ValidatingAdmissionPolicy and binding, applied to the cluster for one test
+    (and effective: the API server loads policies asynchronously), then removed."""
+    manifests = cluster_helm.template(
+        "--show-only",
+        "templates/admission-policy.yaml",
+        release=f"vap-{secrets.token_hex(3)}",
+        kube_version=_server_version(cluster),
+    )
+    cluster.kubectl("apply", "--server-side", "-f", "-", input=manifests)
+    probe = f"probe-{secrets.token_hex(3)}"
+    try:
+        wait_for(
+            lambda: _as(
+                cluster,
+                TENANT_ADMIN,
+                "create",
+                "--dry-run=server",
+                "-f",
+                "-",
+                body=_tlc(probe, {"platform": {"budget": {"maxUSD": "1"}}}),
+            ),
+            timeout=30,
+            what="the admission policy to be in force",
+        )
+        yield manifests
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--ignore-not-found", input=manifests)
+        cluster.kubectl(
+            "delete", "tlc", "--all", "-n", TENANT_NAMESPACE, "--wait=false", "--ignore-not-found"
+        )
+
+
+@pytest.mark.cluster
+def test_only_platform_admins_set_or_change_spec_platform(
+    cluster: Cluster, platform_policy: str
+) -> None:
+    """A namespace admin (allowed by RBAC to write TenantLLMConfigs) cannot give itself a budget
+    or platform models, raise or remove them; it keeps every other field. A member of
+    byok:platform-admins can. The refusal says who may."""
+    name = f"owned-{secrets.token_hex(3)}"
+    budget = {"budget": {"maxUSD": "50", "period": "30d"}}
+
+    refused = _as(cluster, TENANT_ADMIN, "create", "-f", "-", body=_tlc(name, {"platform": budget}))
+    for needed in ("byok:platform-admins", "spec.platform", TENANT_ADMIN):
+        assert needed in (refused or ""), refused
+
+    # The tenant creates its resource without platform fields; the platform sets the budget.
+    assert _as(cluster, TENANT_ADMIN, "create", "-f", "-", body=_tlc(name, {})) is None
+    patch = json.dumps({"spec": {"platform": budget}})
+    where = ["tlc", name, "-n", TENANT_NAMESPACE, "--type=merge"]
+    assert _as(cluster, TENANT_ADMIN, "patch", *where, "-p", patch) is not None
+    assert _as(cluster, PLATFORM_ADMIN, "patch", *where, "-p", patch) is None
+
+    hostile = {
+        "a higher budget": {"spec": {"platform": {"budget": {"maxUSD": "5000"}}}},
+        "no budget": {"spec": {"platform": {"budget": None}}},
+        "platform models": {"spec": {"platform": {"models": ["all-proxy-models"]}}},
+        "no spec.platform": {"spec": {"platform": None}},
+    }
+    for what, change in hostile.items():
+        error = _as(cluster, TENANT_ADMIN, "patch", *where, "-p", json.dumps(change))
+        assert "byok:platform-admins" in (error or ""), f"{what}: {error}"
+
+    # Everything that is the tenant's stays the tenant's, with spec.platform left as it is.
+    own = {"spec": {"mode": "Platform", "rotation": {"gracePeriod": "30s"}}}
+    assert _as(cluster, TENANT_ADMIN, "patch", *where, "-p", json.dumps(own)) is None
+    labelled = _as(cluster, TENANT_ADMIN, "label", "tlc", name, "-n", TENANT_NAMESPACE, "team=x")
+    assert labelled is None
+    # An apply of the whole object by the tenant, platform fields unchanged, is accepted.
+    current = json.loads(
+        cluster.kubectl("get", "tlc", name, "-n", TENANT_NAMESPACE, "-o", "json").stdout
+    )
+    assert current["spec"]["platform"] == budget
+    whole = _tlc(name, {**current["spec"], "validation": {"interval": "12h"}})
+    ssa = ("apply", "--server-side", "--force-conflicts", "-f", "-")
+    assert _as(cluster, TENANT_ADMIN, *ssa, body=whole) is None
+    raised = _tlc(name, {**current["spec"], "platform": {"budget": {"maxUSD": "9999"}}})
+    assert "byok:platform-admins" in (_as(cluster, TENANT_ADMIN, *ssa, body=raised) or "")

@@ -54,7 +54,9 @@ PROCESSES = (CONTROLLER_MANAGER, "kube-apiserver", "etcd")  # stop order: client
 REQUIRED_PROCESSES = ("kube-apiserver", "etcd")
 
 ADMIN = "admin"
-USERS = (ADMIN, "tenant-a-admin", "tenant-b-admin", "viewer")
+PLATFORM_ADMIN = "platform-admin"
+PLATFORM_ADMINS_GROUP = "byok:platform-admins"  # the chart's default admissionPolicy group
+USERS = (ADMIN, "tenant-a-admin", "tenant-b-admin", "viewer", PLATFORM_ADMIN)
 CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 # Only what API-level tests observe: owner-reference garbage collection and namespace
 # deletion. Nothing that schedules or runs pods.
@@ -153,7 +155,10 @@ class Cluster:
             return ["--context", context]
         if context == ADMIN:
             return []
-        return [f"--as={context}", "--as-group=system:authenticated"]
+        groups = ["system:authenticated"] + (
+            [PLATFORM_ADMINS_GROUP] if context == PLATFORM_ADMIN else []
+        )
+        return [f"--as={context}", *(f"--as-group={g}" for g in groups)]
 
     def _cache_args(self) -> list[str]:
         """Keep a local cluster's discovery cache with its state, not in the user's ~/.kube."""
@@ -302,10 +307,16 @@ def _write_pki(pki_dir: Path) -> _Pki:
 
 def _write_tokens(path: Path) -> dict[str, str]:
     """Static bearer tokens (token,user,uid,"groups"); only admin and the controller-manager
-    are in system:masters, the test users get exactly what bootstrap_tenants grants."""
+    are in system:masters, the test users get exactly what bootstrap_tenants grants, and the
+    platform admin is in the platform-admins group (DESIGN §7)."""
     users = (*USERS, CONTROLLER_MANAGER_USER)
     tokens = {user: secrets.token_urlsafe(32) for user in users}
-    groups = {ADMIN: "system:masters", CONTROLLER_MANAGER_USER: "system:masters"}
+    groups = {
+        # The suite's cluster admin applies budgets in e2e tests, so it is a platform admin too.
+        ADMIN: f"system:masters,{PLATFORM_ADMINS_GROUP}",
+        CONTROLLER_MANAGER_USER: "system:masters",
+        PLATFORM_ADMIN: PLATFORM_ADMINS_GROUP,
+    }
     lines = [f'{tokens[user]},{user},{user},"{groups.get(user, "")}"' for user in users]
     _write_private(path, ("\n".join(lines) + "\n").encode())
     return tokens
@@ -763,6 +774,40 @@ def _viewer_rbac() -> list[dict[str, Any]]:
     ]
 
 
+def _platform_admin_rbac() -> list[dict[str, Any]]:
+    """Platform admins (a group) manage TenantLLMConfigs in every namespace; what only they
+    may change in one is the admission policy's business, not RBAC's."""
+    name = "byok-platform-admin"
+    rules = [
+        {"apiGroups": ["llm.byok.io"], "resources": ["tenantllmconfigs"], "verbs": _CRUD},
+        {"apiGroups": ["llm.byok.io"], "resources": ["tenantllmconfigs/status"], "verbs": ["get"]},
+    ]
+    group = {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Group",
+        "name": PLATFORM_ADMINS_GROUP,
+    }
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [group],
+        },
+    ]
+
+
 def _apply(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> None:
     cluster.kubectl(
         "apply",
@@ -776,11 +821,12 @@ def _apply(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> None:
 
 
 def bootstrap_tenants(cluster: Cluster) -> None:
-    """Namespaces tenant-a and tenant-b with their admins' RBAC, and the viewer; idempotent."""
+    """Namespaces tenant-a and tenant-b with their admins' RBAC, the viewer and the platform
+    admins; idempotent."""
     objects: list[dict[str, Any]] = []
     for namespace, user in TENANTS.items():
         objects += _tenant_rbac(namespace, user)
-    _apply(cluster, objects + _viewer_rbac())
+    _apply(cluster, objects + _viewer_rbac() + _platform_admin_rbac())
 
 
 def install_crds(cluster: Cluster, crd_dir: Path, timeout: float = 60) -> None:
