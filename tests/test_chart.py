@@ -209,7 +209,11 @@ def test_renders_the_operator_and_its_rbac(helm: Helm) -> None:
         ("Deployment", "byok-operator"),
         ("Secret", "byok-operator-encryption"),
         ("ServiceAccount", "byok-operator"),
+        ("ValidatingAdmissionPolicy", "byok-operator-platform-fields"),
+        ("ValidatingAdmissionPolicyBinding", "byok-operator-platform-fields"),
     ]
+    disabled = helm.objects("--set", "admissionPolicy.enabled=false")
+    assert [o for o in disabled if o["kind"].startswith("ValidatingAdmission")] == []
     # Another release gets its own cluster-scoped names.
     other = helm.objects(release="staging")
     cluster_roles = {o["metadata"]["name"] for o in _by_kind(other, "ClusterRole")}
@@ -255,6 +259,14 @@ BAD_VALUES = {
     "no-platform-models": (
         ["--set", "platform.models=null"],
         "at '/platform': missing property 'models'",
+    ),
+    "no-platform-admin-group": (
+        ["--set", "admissionPolicy.platformAdminGroups=null"],
+        "at '/admissionPolicy': missing property 'platformAdminGroups'",
+    ),
+    "platform-admin-group-with-a-quote": (
+        ["--set", "admissionPolicy.platformAdminGroups={it's}"],
+        "at '/admissionPolicy/platformAdminGroups/0'",
     ),
     "extra-env-overrides-the-chart": (
         ["--set", "extraEnv[0].name=LITELLM_URL,extraEnv[0].value=http://elsewhere"],
