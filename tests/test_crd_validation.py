@@ -275,7 +275,27 @@ INVALID: list[tuple[str, Mutation, str]] = [
     (
         "virtual-key-max-age-zero",
         put("spec.rotation.virtualKeyMaxAge", "0h0m"),
-        "must be more than zero, e.g. 30d: a zero age would replace the virtual key over and over",
+        'must be at least 1h, e.g. 30d: a shorter schedule would replace the virtual key over and over (omit the field to rotate only on demand); got "0h0m"',
+    ),
+    (
+        "virtual-key-max-age-under-an-hour",
+        put("spec.rotation.virtualKeyMaxAge", "59m59s"),
+        "must be at least 1h, e.g. 30d",
+    ),
+    (
+        "grace-period-over-a-week",
+        put("spec.rotation", {"gracePeriod": "7d1s"}),
+        'spec.rotation.gracePeriod: Invalid value: "string": must be at most 7d: a replaced virtual key stays usable for the whole grace period',
+    ),
+    (
+        "grace-period-in-hours-over-a-week",
+        put("spec.rotation", {"gracePeriod": "169h"}),
+        "must be at most 7d",
+    ),
+    (
+        "virtual-key-max-age-not-longer-than-grace",
+        put("spec.rotation", {"gracePeriod": "2d", "virtualKeyMaxAge": "48h"}),
+        'spec.rotation.virtualKeyMaxAge: Invalid value: "object": virtualKeyMaxAge must be longer than gracePeriod',
     ),
     (
         "validation-interval-too-short",
@@ -311,6 +331,12 @@ VALID: list[tuple[str, Mutation]] = [
     ("platform-model-with-provider-prefix", put("spec.platform.models", ["openai/gpt-4o"])),
     ("secret-name-with-dots", put(f"{OPENAI}.secretRef.name", "acme.llm-keys")),
     ("composite-durations", put("spec.rotation", {"gracePeriod": "1h30m", "maxKeyAge": "1d12h"})),
+    ("longest-grace-period", put("spec.rotation", {"gracePeriod": "6d23h59m60s"})),
+    ("shortest-virtual-key-max-age", put("spec.rotation", {"virtualKeyMaxAge": "3600s"})),
+    (
+        "virtual-key-max-age-just-over-grace",
+        put("spec.rotation", {"gracePeriod": "1d", "virtualKeyMaxAge": "1d1s"}),
+    ),
     ("shortest-validation-interval", put("spec.validation.interval", "1m")),
     ("validation-interval-of-60-seconds", put("spec.validation.interval", "60s")),
     ("validation-interval-in-days", put("spec.validation.interval", "1d")),

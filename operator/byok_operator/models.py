@@ -13,7 +13,7 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from byok_operator.api import Mode, Provider
@@ -88,6 +88,10 @@ class PlatformSpec(_Model):
     models: tuple[str, ...] = ()
 
 
+MAX_GRACE_PERIOD = timedelta(days=7)
+MIN_VIRTUAL_KEY_MAX_AGE = timedelta(hours=1)
+
+
 class RotationSpec(_Model):
     grace_period: timedelta = timedelta(0)
     max_key_age: timedelta = timedelta(days=90)
@@ -97,6 +101,17 @@ class RotationSpec(_Model):
     @classmethod
     def _duration(cls, value: Any) -> Any:
         return parse_duration(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _bounded(self) -> RotationSpec:
+        """The CRD's caps, again, so live virtual keys stay bounded whatever the API server
+        let through: a grace of at most 7d, a schedule of at least 1h and longer than it."""
+        if self.grace_period > MAX_GRACE_PERIOD:
+            raise ValueError("gracePeriod must be at most 7d")
+        age = self.virtual_key_max_age
+        if age is not None and (age < MIN_VIRTUAL_KEY_MAX_AGE or age <= self.grace_period):
+            raise ValueError("virtualKeyMaxAge must be at least 1h and longer than gracePeriod")
+        return self
 
 
 class ValidationSpec(_Model):
