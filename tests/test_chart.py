@@ -318,7 +318,10 @@ def test_cluster_wide_rbac_separates_framework_and_application(helm: Helm) -> No
     framework, tenants = [roles["byok-operator-framework"]], [roles["byok-operator-tenants"]]
     assert _grants(framework, "customresourcedefinitions") == {"list", "watch"}
     assert _grants(framework, "events") == {"create"}
-    assert _grants(framework, "namespaces") == set()  # clusterwide kopf does not list them
+    # Clusterwide kopf does not list namespaces; the operator reads two, by name, at startup.
+    assert _grants(framework, "namespaces") == {"get"}
+    (named,) = [r for r in framework[0]["rules"] if "namespaces" in r["resources"]]
+    assert named["resourceNames"] == ["kube-system", RELEASE_NAMESPACE]
     assert not APP_RESOURCES & {res for rule in framework[0]["rules"] for res in rule["resources"]}
     assert _grants(framework, "secrets") == set()
     assert _grants(tenants, "tenantllmconfigs") == {"get", "list", "watch", "patch"}
@@ -338,7 +341,7 @@ def test_watch_namespaces_gives_namespaced_rbac(helm: Helm) -> None:
         [cluster_roles["byok-operator-sweep"]],
     )
     assert _grants(framework, "customresourcedefinitions") == {"list", "watch"}
-    assert _grants(framework, "namespaces") == {"list", "watch"}
+    assert _grants(framework, "namespaces") == {"get", "list", "watch"}
     assert _grants(sweep, "tenantllmconfigs") == {"list"}
     cluster_resources = {
         res

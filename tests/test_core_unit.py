@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -265,18 +266,22 @@ def test_vault_config_errors_are_clear(text: str, match: str) -> None:
         Vault.from_text(text, source="Secret byok-system/enc")
 
 
-def test_regrace_counts_grace_from_a_publication_that_happens_now() -> None:
-    from byok_operator.core.keys import regrace
-
-    shape = KeyShape(mode=Mode.PLATFORM, team_id="tlc-u", models=("m",))
-    old = KeyRecord(
-        alias="a-1",
+def _retiring(alias: str, shape: KeyShape, revoke_after: datetime) -> KeyRecord:
+    return KeyRecord(
+        alias=alias,
         serial=1,
         mode=Mode.PLATFORM,
         shape=shape.digest(),
         state="retiring",
-        revoke_after=T0 + timedelta(seconds=2),
+        revoke_after=revoke_after,
     )
+
+
+def test_regrace_counts_grace_from_a_publication_that_happens_now() -> None:
+    from byok_operator.core.keys import regrace
+
+    shape = KeyShape(mode=Mode.PLATFORM, team_id="tlc-u", models=("m",))
+    old = _retiring("a-1", shape, T0 + timedelta(seconds=2))
     later = old.model_copy(update={"alias": "a-0", "revoke_after": T0 + timedelta(hours=1)})
     live = _live(Mode.PLATFORM, shape).model_copy(update={"alias": "a-2"})
     state = regrace(VaultState(keys=[old, later, live]), now=T0, grace=timedelta(seconds=30))
@@ -284,3 +289,161 @@ def test_regrace_counts_grace_from_a_publication_that_happens_now() -> None:
     assert by_alias["a-1"].revoke_after == T0 + timedelta(seconds=30)  # extended, never cut
     assert by_alias["a-0"].revoke_after == T0 + timedelta(hours=1)
     assert by_alias["a-2"].state == "live"
+
+
+def test_a_trusted_pass_takes_the_confirmed_deadlines_from_status() -> None:
+    """The vault's revocation times are written before publication (estimates); the status,
+    written after it, has the confirmed ones. The later time wins, so a slow pass that published
+    seconds after its plan never has the replaced key revoked early by the next pass."""
+    from byok_operator.core.keys import due_revocations, hold_until
+    from byok_operator.core.schedule import confirmed_deadlines
+
+    shape = KeyShape(mode=Mode.PLATFORM, team_id="tlc-u", models=("m",))
+    old = _retiring("a-1", shape, T0 + timedelta(seconds=5))
+    live = _live(Mode.PLATFORM, shape).model_copy(update={"alias": "a-2"})
+    status = {
+        "retiringVirtualKeys": [
+            {"alias": "a-1", "tokenHash": "t", "revokeAfter": "2026-01-01T00:00:09Z"},
+            {"alias": "gone", "revokeAfter": "2026-01-01T00:00:30Z"},
+            {"alias": "a-2", "revokeAfter": "not a time"},
+        ]
+    }
+    deadlines = confirmed_deadlines(status)
+    assert set(deadlines) == {"a-1", "gone"}
+    state = hold_until(VaultState(keys=[old, live]), deadlines)
+    now = T0 + timedelta(seconds=7)  # after the planned deadline, before the confirmed one
+    assert due_revocations(VaultState(keys=[old, live]), now)[0] == ("a-1",)
+    assert due_revocations(state, now) == ((), deadlines["a-1"])
+    # An earlier confirmed time never cuts a grace short.
+    earlier = hold_until(state, {"a-1": T0})
+    assert {k.alias: k.revoke_after for k in earlier.keys}["a-1"] == deadlines["a-1"]
+    assert [k.alias for k in state.keys] == ["a-1", "a-2"]
+
+
+def test_platform_models_come_only_from_the_catalogue() -> None:
+    """DESIGN §7: a spec names platform models the platform serves, nothing wider and nothing
+    of BYOK's, even when the catalogue itself was written carelessly."""
+    from byok_operator.core.boundaries import platform_model_problems, platform_models_message
+
+    catalogue = ["gpt-4o-mini", "gpt-4o", "all-proxy-models", "byok-openai-gpt-4o"]
+    assert platform_model_problems(["gpt-4o-mini", "gpt-4o"], catalogue) == []
+    hostile = [
+        "all-proxy-models",
+        "all-team-models",
+        "openai/*",
+        "byok-openai-gpt-4o",
+        "tlc-0d1e-byok",
+        "claude-3-opus",
+    ]
+    problems = platform_model_problems(hostile, catalogue)
+    assert len(problems) == len(hostile), problems
+    assert "not in the platform's catalogue" in problems[-1]
+    message = platform_models_message(problems, ["gpt-4o", "gpt-4o-mini"])
+    assert message.startswith("spec.platform.models: ")
+    assert "The platform serves: gpt-4o, gpt-4o-mini." in message
+
+
+def test_a_tenant_id_is_held_by_its_oldest_claim() -> None:
+    from byok_operator.core.boundaries import holder
+
+    def body(ns: str, name: str, uid: str, created: str, **spec: str) -> dict[str, Any]:
+        meta = {"namespace": ns, "name": name, "uid": uid, "creationTimestamp": created}
+        return {"metadata": meta, "spec": spec}
+
+    first = body("a", "acme", "u-2", "2026-01-01T00:00:00Z")
+    second = body("b", "other", "u-1", "2026-01-02T00:00:00Z", tenantId="acme")
+    tie = body("c", "acme", "u-0", "2026-01-01T00:00:00Z")
+    assert holder("acme", [second, first]).namespace == "a"  # type: ignore[union-attr]
+    assert holder("acme", [first, second, tie]).uid == "u-0"  # type: ignore[union-attr]
+    assert holder("nobody", [first]) is None
+    first["metadata"]["deletionTimestamp"] = "2026-01-03T00:00:00Z"
+    assert holder("acme", [first, second]).namespace == "b"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("rotation", "message"),
+    [
+        ({"gracePeriod": "8d"}, "gracePeriod must be at most 7d"),
+        ({"virtualKeyMaxAge": "30m"}, "virtualKeyMaxAge must be at least 1h"),
+        ({"gracePeriod": "2h", "virtualKeyMaxAge": "2h"}, "longer than gracePeriod"),
+    ],
+)
+def test_live_virtual_keys_stay_bounded(rotation: dict[str, str], message: str) -> None:
+    """The operator keeps the CRD's caps too: a spec that slipped past them is InvalidSpec."""
+    with pytest.raises(SpecError, match=message):
+        parse_spec({"rotation": rotation}, name="acme")
+    assert parse_spec({"rotation": {"gracePeriod": "7d", "virtualKeyMaxAge": "8d"}}, name="a")
+
+
+def test_the_budget_condition_and_its_one_warning() -> None:
+    from byok_operator.core.status import budget_audits, budget_condition
+
+    spec = parse_spec({"mode": "Platform", "platform": {"budget": {"maxUSD": "500"}}}, name="acme")
+    within = budget_condition(spec, 120, 0.8)
+    nearly = budget_condition(spec, 400, 0.8)
+    spent = budget_condition(spec, 500.0, 0.8)
+    assert (within.status, within.reason) == ("True", "WithinBudget")
+    assert within.message == "$120.00 of $500/30d spent (24%)."
+    assert (nearly.status, nearly.reason) == ("True", "BudgetNearlySpent")
+    assert (spent.status, spent.reason) == ("False", "BudgetExhausted")
+    byok = parse_spec(
+        {"mode": "BYOK", "providers": {"openai": {"secretRef": {"name": "k", "key": "o"}}}},
+        name="a",
+    )
+    assert budget_condition(byok, 9999, 0.8).reason == "NoBudget"
+
+    def listed(*conds: Condition) -> list[dict[str, Any]]:
+        return merge_conditions(None, conds, generation=1, now=T0)
+
+    assert budget_audits(listed(within), listed(nearly))[0].action.value == "BUDGET_WARNING"
+    assert budget_audits(listed(nearly), listed(nearly)) == []  # not once per refresh
+    assert budget_audits(listed(nearly), listed(spent))[0].action.value == "BUDGET_EXHAUSTED"
+    assert budget_audits(listed(spent), listed(within)) == []
+
+
+def test_one_shorter_model_list_never_takes_access_away() -> None:
+    """Issue 8.6: the same key re-validated with fewer (or no) models keeps serving what was
+    committed; a re-check at least the confirmation delay later narrows it; models coming
+    back end the wait; a new key is taken as listed."""
+    wait = timedelta(minutes=10)
+    configured = {Provider.OPENAI: object()}
+    first = commit_keys(configured, {}, {Provider.OPENAI: ("sha256:a", ("m1", "m2"), T0)}, T0)
+
+    def revalidate(previous: dict[Provider, CommittedKey], models: tuple[str, ...], at: datetime):
+        fresh = {Provider.OPENAI: ("sha256:a", models, at)}
+        return commit_keys(configured, previous, fresh, at, confirm_after=wait)
+
+    t1 = T0 + timedelta(hours=6)
+    shorter = revalidate(first, ("m1",), t1)[Provider.OPENAI]
+    assert shorter.models == ("m1", "m2")
+    assert (shorter.unlisted, shorter.unlisted_since) == (("m2",), t1)
+    assert shorter.recheck_due(wait) == t1 + wait
+
+    empty = revalidate({Provider.OPENAI: shorter}, (), t1 + wait)[Provider.OPENAI]
+    assert empty.models == ("m1", "m2"), "an empty answer never confirms"
+
+    early = revalidate({Provider.OPENAI: shorter}, ("m1",), t1 + wait / 2)[Provider.OPENAI]
+    assert early.models == ("m1", "m2")
+    assert early.unlisted_since == t1, "the wait counts from the first shorter answer"
+
+    confirmed = revalidate({Provider.OPENAI: shorter}, ("m1",), t1 + wait)[Provider.OPENAI]
+    assert (confirmed.models, confirmed.unlisted, confirmed.unlisted_since) == (("m1",), (), None)
+
+    back = revalidate({Provider.OPENAI: shorter}, ("m1", "m2", "m3"), t1 + wait / 2)
+    assert (back[Provider.OPENAI].models, back[Provider.OPENAI].unlisted) == (
+        ("m1", "m2", "m3"),
+        (),
+    )
+
+    cached = commit_keys(
+        configured,
+        {Provider.OPENAI: shorter},
+        {Provider.OPENAI: ("sha256:a", shorter.models, t1)},
+        t1 + wait,
+    )
+    assert cached[Provider.OPENAI] == shorter, "a pass that did not ask keeps the pending state"
+
+    new_key = commit_keys(
+        configured, {Provider.OPENAI: shorter}, {Provider.OPENAI: ("sha256:b", ("m1",), t1)}, t1
+    )
+    assert new_key[Provider.OPENAI].models == ("m1",)

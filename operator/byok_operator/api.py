@@ -53,6 +53,7 @@ class ConditionType(StrEnum):
     KEYS_VALID = "KeysValid"
     GATEWAY_READY = "GatewayReady"
     ROTATION_DUE = "RotationDue"
+    BUDGET_AVAILABLE = "BudgetAvailable"
 
 
 class Reason(StrEnum):
@@ -74,6 +75,11 @@ class Reason(StrEnum):
     KEY_TOO_OLD = "KeyTooOld"
     DECRYPTION_FAILED = "DecryptionFailed"
     INVALID_SPEC = "InvalidSpec"
+    TENANT_ID_CONFLICT = "TenantIdConflict"
+    NO_BUDGET = "NoBudget"
+    WITHIN_BUDGET = "WithinBudget"
+    BUDGET_NEARLY_SPENT = "BudgetNearlySpent"
+    BUDGET_EXHAUSTED = "BudgetExhausted"
     KUBERNETES_ERROR = "KubernetesError"
     VAULT_UNREADABLE = "VaultUnreadable"
     RECONCILE_ERROR = "ReconcileError"
@@ -90,4 +96,6 @@ class AuditAction(StrEnum):
     VIRTUAL_KEY_ROTATED = "VIRTUAL_KEY_ROTATED"
     VIRTUAL_KEY_REVOKED = "VIRTUAL_KEY_REVOKED"
     GATEWAY_REPAIRED = "GATEWAY_REPAIRED"
+    BUDGET_WARNING = "BUDGET_WARNING"
+    BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
     TENANT_DELETED = "TENANT_DELETED"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,11 +19,12 @@ from kubernetes import config as kube_config
 
 from byok_operator import api
 from byok_operator.audit import AuditEvent, audit_record, log_audit
+from byok_operator.core.boundaries import platform_model_problems, tenant_id_of
 from byok_operator.core.schedule import is_settled, next_due, seconds_until
 from byok_operator.core.vault import TenantRef
 from byok_operator.crypto import VaultConfigError
 from byok_operator.gateway import LiteLLMGateway
-from byok_operator.kube import Kube, load_vault, secret_from_body
+from byok_operator.kube import Kube, KubeError, load_vault, secret_from_body
 from byok_operator.maintenance import Maintenance
 from byok_operator.models import SpecError, parse_spec
 from byok_operator.providers import KeyValidator
@@ -74,7 +75,15 @@ async def startup(
     settings.networking.request_timeout = 30
     try:
         config = Settings.from_env()
+        if problems := platform_model_problems(
+            config.platform_catalogue, config.platform_catalogue
+        ):
+            raise SettingsError(
+                "BYOK_PLATFORM_MODELS / BYOK_PLATFORM_CATALOGUE may list only single platform "
+                f"models: {'; '.join(problems)}. Remove those names and start again."
+            )
         kube = Kube(_kube_client())
+        config = await _resolve_cluster_settings(config, kube)
         vault = await load_vault(config, kube)
     except (SettingsError, VaultConfigError) as exc:
         raise kopf.PermanentError(f"byok-operator cannot start: {exc}") from None
@@ -95,6 +104,7 @@ async def startup(
                 max_concurrency=config.validation_concurrency,
             ),
             vault=vault,
+            claims=lambda: _known_tenants(memo).values(),
         )
     )
     for warning in await gateway_warnings(gateway):
@@ -118,6 +128,38 @@ async def startup(
         config.litellm_url,
         config.operator_namespace,
     )
+
+
+async def _resolve_cluster_settings(config: Settings, kube: Kube) -> Settings:
+    """Fail at startup, not in every pass, when the operator namespace is missing; and give
+    the instance id (the mark on every gateway object, which the orphan sweep goes by) a
+    default unique per cluster: the uid of kube-system. Two clusters sharing one LiteLLM then
+    never sweep each other's tenants."""
+    namespace = config.operator_namespace
+    try:
+        if await kube.namespace_uid(namespace) is None:
+            raise SettingsError(
+                f"The operator namespace {namespace!r} does not exist. Create it "
+                f"(kubectl create namespace {namespace}) or set BYOK_OPERATOR_NAMESPACE to the "
+                "namespace for the operator's vault Secrets (the chart uses its release namespace)."
+            )
+        if config.instance_id:
+            return config
+        cluster_uid = await kube.namespace_uid("kube-system")
+    except KubeError as exc:
+        raise SettingsError(
+            f"{exc} The operator reads the Namespaces {namespace} and kube-system at startup "
+            "(get, by name; the chart grants it); grant that, or set BYOK_INSTANCE_ID."
+        ) from None
+    if cluster_uid is None:
+        raise SettingsError(
+            "The cluster has no kube-system namespace to take a default BYOK_INSTANCE_ID from; "
+            "set BYOK_INSTANCE_ID to a name unique to this cluster."
+        )
+    logging.getLogger(__name__).info(
+        "Instance id (marks this cluster's gateway objects): %s", cluster_uid
+    )
+    return replace(config, instance_id=cluster_uid)
 
 
 @kopf.on.cleanup()
@@ -150,9 +192,17 @@ async def remember(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any)
     if type == "DELETED":
         memo.tenants.pop(uid, None)
         memo.uids.pop(key, None)
+        _wake_claimants(memo, tenant_id_of(body))
     else:
         memo.tenants[uid] = Tenant(_slim(body))
         memo.uids[key] = uid
+
+
+def _wake_claimants(memo: kopf.Memo, tenant_id: str) -> None:
+    """A resource that held a tenant id is gone: the next claimant may take it now."""
+    for uid, tenant in memo.tenants.items():
+        if tenant_id_of(tenant.body) == tenant_id:
+            memo.scheduler.wake_in(uid, 0)
 
 
 def _slim(body: kopf.Body) -> dict[str, Any]:
@@ -168,6 +218,7 @@ def _slim(body: kopf.Body) -> dict[str, Any]:
             "name": meta["name"],
             "uid": meta["uid"],
             "generation": meta.get("generation"),
+            "creationTimestamp": meta.get("creationTimestamp"),
             "deletionTimestamp": meta.get("deletionTimestamp"),
             "annotations": {
                 k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(api.GROUP)
@@ -315,7 +366,13 @@ async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 def _ref(body: Any) -> TenantRef:
     meta = body["metadata"]
-    return TenantRef(meta["namespace"], meta["name"], meta["uid"], int(meta.get("generation") or 0))
+    return TenantRef(
+        meta["namespace"],
+        meta["name"],
+        meta["uid"],
+        int(meta.get("generation") or 0),
+        str(meta.get("creationTimestamp") or ""),
+    )
 
 
 def _rotate_request(body: Any) -> str | None:

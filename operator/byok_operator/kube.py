@@ -92,6 +92,16 @@ class Kube:
             raise _explain(f"reading Secret {namespace}/{name}", exc) from None
         return _secret_data(obj)
 
+    async def namespace_uid(self, name: str) -> str | None:
+        """The namespace's uid; None when it does not exist."""
+        try:
+            obj = await asyncio.to_thread(self._core.read_namespace, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _explain(f"reading Namespace {name}", exc) from None
+        return str(obj.metadata.uid) if obj.metadata else None
+
     async def list_secrets(self, namespace: str, label_selector: str) -> list[SecretData]:
         try:
             items = await asyncio.to_thread(

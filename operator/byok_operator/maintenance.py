@@ -18,22 +18,26 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from byok_operator import api
-from byok_operator.api import Mode
+from byok_operator.api import ConditionType, Mode
+from byok_operator.audit import audit_record, log_audit
+from byok_operator.core.conditions import find, merge_conditions
 from byok_operator.core.gateway import (
     byok_team_id,
     credential_name,
     platform_team_id,
     team_mode,
 )
-from byok_operator.core.status import money
+from byok_operator.core.status import budget_audits, budget_condition, money
 from byok_operator.core.vault import VaultState, vault_secret_name
 from byok_operator.crypto import DecryptionError, Vault
 from byok_operator.gateway import PAGE_SIZE as PAGE
 from byok_operator.gateway import CredentialInfo, KeyInfo, TeamInfo
 from byok_operator.kube import SecretData, load_vault
+from byok_operator.models import SpecError, parse_spec
 from byok_operator.scheduler import Scheduler
 from byok_operator.tenant import STATE_KEY, Reconciler
 
@@ -328,17 +332,49 @@ class Maintenance:
             if body is None or team.team_id != platform_team_id(uid):
                 continue
             self.reconciler.spend[uid] = team.spend
-            status = body.get("status") or {}
-            if status.get("mode") != Mode.PLATFORM.value or status.get("spend") == money(
-                team.spend
-            ):
-                continue
-            meta = body["metadata"]
-            await self.deps.kube.patch_tenant_status(
-                meta["namespace"], meta["name"], {"spend": money(team.spend)}
-            )
-            updates += 1
+            if await self._publish_spend(body, team.spend):
+                updates += 1
         return updates
+
+    async def _publish_spend(self, body: Mapping[str, Any], spent: float) -> bool:
+        """Spend and the BudgetAvailable condition into status when either moved, with one
+        Warning when the budget turns nearly spent or exhausted."""
+        status = body.get("status") or {}
+        meta = body["metadata"]
+        try:
+            spec = parse_spec(dict(body.get("spec") or {}), name=meta["name"])
+        except SpecError:
+            return False  # its own pass reports the spec
+        if status.get("mode") != Mode.PLATFORM.value:
+            return False
+        budget = budget_condition(spec, spent, self.deps.settings.budget_warning_share)
+        old = find(status.get("conditions"), ConditionType.BUDGET_AVAILABLE) or {}
+        if status.get("spend") == money(spent) and old.get("message") == budget.message:
+            return False
+        conditions = merge_conditions(
+            status.get("conditions"),
+            [budget],
+            generation=int(meta.get("generation") or 0),
+            now=datetime.now(UTC),
+        )
+        await self.deps.kube.patch_tenant_status(
+            meta["namespace"], meta["name"], {"spend": money(spent), "conditions": conditions}
+        )
+        for event in budget_audits(status.get("conditions"), conditions):
+            log_audit(
+                audit_record(
+                    event,
+                    namespace=meta["namespace"],
+                    name=meta["name"],
+                    tenant_id=spec.tenant_id,
+                    actor=None,
+                    now=datetime.now(UTC),
+                )
+            )
+            await self.deps.kube.post_event(
+                meta, type="Warning", reason=event.action.value, message=event.message
+            )
+        return True
 
     def _wake(self, uid: str) -> None:
         if self.scheduler is not None and uid:

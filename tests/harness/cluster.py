@@ -747,10 +747,10 @@ def _tenant_rbac(namespace: str, user: str) -> list[dict[str, Any]]:
     ]
 
 
-def _viewer_rbac() -> list[dict[str, Any]]:
-    """The viewer reads TenantLLMConfigs cluster-wide and nothing else (no Secrets)."""
-    name = "byok-tenantllmconfig-viewer"
-    rules = [{"apiGroups": ["llm.byok.io"], "resources": ["tenantllmconfigs"], "verbs": _READ}]
+def _cluster_role(
+    name: str, rules: list[dict[str, Any]], subject: dict[str, str]
+) -> list[dict[str, Any]]:
+    """A ClusterRole and its ClusterRoleBinding to one user or group."""
     return [
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -767,45 +767,26 @@ def _viewer_rbac() -> list[dict[str, Any]]:
                 "kind": "ClusterRole",
                 "name": name,
             },
-            "subjects": [
-                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "viewer"}
-            ],
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", **subject}],
         },
     ]
+
+
+def _viewer_rbac() -> list[dict[str, Any]]:
+    """The viewer reads TenantLLMConfigs cluster-wide and nothing else (no Secrets)."""
+    rules = [{"apiGroups": ["llm.byok.io"], "resources": ["tenantllmconfigs"], "verbs": _READ}]
+    return _cluster_role("byok-tenantllmconfig-viewer", rules, {"kind": "User", "name": "viewer"})
 
 
 def _platform_admin_rbac() -> list[dict[str, Any]]:
     """Platform admins (a group) manage TenantLLMConfigs in every namespace; what only they
     may change in one is the admission policy's business, not RBAC's."""
-    name = "byok-platform-admin"
     rules = [
         {"apiGroups": ["llm.byok.io"], "resources": ["tenantllmconfigs"], "verbs": _CRUD},
         {"apiGroups": ["llm.byok.io"], "resources": ["tenantllmconfigs/status"], "verbs": ["get"]},
     ]
-    group = {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "Group",
-        "name": PLATFORM_ADMINS_GROUP,
-    }
-    return [
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": name},
-            "rules": rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [group],
-        },
-    ]
+    group = {"kind": "Group", "name": PLATFORM_ADMINS_GROUP}
+    return _cluster_role("byok-platform-admin", rules, group)
 
 
 def _apply(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> None:

@@ -115,6 +115,7 @@ def operator_env(
         BYOK_VALIDATION_CACHE_TTL="2",
         BYOK_UNPLANNED_ROTATION_GRACE="10",
         BYOK_PLATFORM_MODELS="gpt-4o-mini",
+        BYOK_NARROWING_CONFIRM_AFTER="5",  # issue 8.6: a shorter model list waits this long
         PYTHONUNBUFFERED="1",
     )
     env.update(extra or {})

@@ -9,8 +9,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from byok_operator.api import ConditionType, Mode, Provider, Reason
-from byok_operator.core.conditions import Condition, merge_conditions, rfc3339
+from byok_operator.api import AuditAction, ConditionType, Mode, Provider, Reason
+from byok_operator.audit import AuditEvent
+from byok_operator.core.conditions import Condition, find, merge_conditions, rfc3339
 from byok_operator.core.vault import (
     CommittedKey,
     TenantRef,
@@ -203,10 +204,63 @@ def rotation_condition(spec: TenantSpec, state: VaultState, now: datetime) -> Co
     )
 
 
+def budget_condition(spec: TenantSpec, spent: float | Decimal | None, warn_at: float) -> Condition:
+    """How much of the platform budget is spent: a reason a platform team can alert on."""
+    budget = spec.platform.budget
+    if spec.mode is Mode.BYOK or budget is None:
+        return Condition(
+            ConditionType.BUDGET_AVAILABLE,
+            "True",
+            Reason.NO_BUDGET,
+            "No platform budget applies (BYOK mode, or no spec.platform.budget).",
+        )
+    used = Decimal(str(spent or 0))
+    share = used / budget.max_usd
+    text = f"{money(used)} of {budget_display(spec)} spent ({share:.0%})."
+    if used >= budget.max_usd:
+        return Condition(
+            ConditionType.BUDGET_AVAILABLE,
+            "False",
+            Reason.BUDGET_EXHAUSTED,
+            f"{text} The gateway refuses the tenant's calls until the period resets, or until "
+            "a platform admin raises spec.platform.budget.maxUSD.",
+        )
+    if share >= Decimal(str(warn_at)):
+        return Condition(
+            ConditionType.BUDGET_AVAILABLE,
+            "True",
+            Reason.BUDGET_NEARLY_SPENT,
+            f"{text} That is over the warning share of {warn_at:.0%} (BYOK_BUDGET_WARNING_SHARE).",
+        )
+    return Condition(ConditionType.BUDGET_AVAILABLE, "True", Reason.WITHIN_BUDGET, text)
+
+
+def budget_audits(
+    before: Sequence[Mapping[str, Any]] | None, after: Sequence[Mapping[str, Any]]
+) -> list[AuditEvent]:
+    """One Warning when the budget condition turns nearly spent or exhausted (an event from a
+    condition change, not one per refresh while it stays so)."""
+    old = find(before, ConditionType.BUDGET_AVAILABLE) or {}
+    new = find(after, ConditionType.BUDGET_AVAILABLE) or {}
+    action = {
+        Reason.BUDGET_NEARLY_SPENT.value: AuditAction.BUDGET_WARNING,
+        Reason.BUDGET_EXHAUSTED.value: AuditAction.BUDGET_EXHAUSTED,
+    }.get(str(new.get("reason")))
+    if action is None or old.get("reason") == new.get("reason"):
+        return []
+    return [AuditEvent(action, str(new.get("message", "")), warning=True)]
+
+
 def invalid_spec_status(
-    ref: TenantRef, raw_status: Mapping[str, Any], message: str, now: datetime
+    ref: TenantRef,
+    raw_status: Mapping[str, Any],
+    message: str,
+    now: datetime,
+    reason: Reason = Reason.INVALID_SPEC,
 ) -> dict[str, Any]:
-    cond = Condition(ConditionType.READY, "False", Reason.INVALID_SPEC, message)
+    """Ready=False for a spec the operator will not act on; nothing else in status changes
+    (the tenant keeps what it was served)."""
+    cond = Condition(ConditionType.READY, "False", reason, message)
     return {
         "observedGeneration": ref.generation,
         "conditions": merge_conditions(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -24,6 +24,7 @@ class TenantRef:
     name: str
     uid: str
     generation: int = 0
+    created: str = ""  # metadata.creationTimestamp: the oldest claim holds a tenant id
 
 
 # --- Names. Deterministic from the resource uid, so a retry after a crash finds, rather
@@ -65,6 +66,14 @@ class CommittedKey(BaseModel):
     committed_at: datetime
     validated_at: datetime
     models: tuple[str, ...] = ()
+    # Models the provider stopped listing for this very key, still served until a re-check
+    # at least the confirmation delay after ``unlisted_since`` shows them gone again.
+    unlisted: tuple[str, ...] = ()
+    unlisted_since: datetime | None = None
+
+    def recheck_due(self, confirm_after: timedelta) -> datetime | None:
+        """When the re-check that may confirm a narrowing is due (None: nothing pending)."""
+        return self.unlisted_since + confirm_after if self.unlisted_since else None
 
 
 class VaultState(BaseModel):
@@ -102,25 +111,54 @@ def commit_keys(
     previous: Mapping[Provider, CommittedKey],
     fresh: Mapping[Provider, tuple[str, tuple[str, ...], datetime]],
     now: datetime,
+    confirm_after: timedelta = timedelta(minutes=10),
 ) -> dict[Provider, CommittedKey]:
     """Validate, then commit: a freshly validated key replaces the committed one; a provider
     whose new key failed keeps its last committed key; providers no longer configured go.
 
-    ``fresh`` maps provider -> (fingerprint, models, validated_at) for keys that passed.
+    ``fresh`` maps provider -> (fingerprint, models, validated_at) for keys that passed. For a
+    re-validation of the same key, models widen at once and narrow only when confirmed
+    (:func:`served_models`).
     """
     committed: dict[Provider, CommittedKey] = {}
     for provider in configured:
         old = previous.get(provider)
-        if provider in fresh:
-            fp, models, validated_at = fresh[provider]
-            since = old.committed_at if old is not None and old.fingerprint == fp else now
-            committed[provider] = CommittedKey(
-                provider=provider,
-                fingerprint=fp,
-                committed_at=since,
-                validated_at=validated_at,
-                models=models,
-            )
-        elif old is not None:
-            committed[provider] = old
+        if provider not in fresh:
+            if old is not None:
+                committed[provider] = old
+            continue
+        fp, models, validated_at = fresh[provider]
+        same = old is not None and old.fingerprint == fp
+        if old is not None and same and validated_at == old.validated_at:
+            committed[provider] = old  # not asked again this pass (still within the interval)
+            continue
+        key = CommittedKey(
+            provider=provider,
+            fingerprint=fp,
+            committed_at=old.committed_at if old is not None and same else now,
+            validated_at=validated_at,
+            models=models,
+        )
+        committed[provider] = served_models(old, key, confirm_after) if same and old else key
     return committed
+
+
+def served_models(old: CommittedKey, new: CommittedKey, confirm_after: timedelta) -> CommittedKey:
+    """The rule for a provider that lists fewer models for the same key (issue 8.6): a single
+    answer never takes access away. The models it stopped listing stay served and are noted
+    (``unlisted``); only a re-check at least ``confirm_after`` later that still lacks them
+    narrows the key to what the provider lists then. An empty list never confirms (it is what
+    a provider hiccup looks like), and models that come back end the wait."""
+    dropped = tuple(m for m in old.models if m not in new.models)
+    if not dropped:
+        return new
+    since = old.unlisted_since or new.validated_at
+    if new.models and old.unlisted_since and new.validated_at - since >= confirm_after:
+        return new
+    return new.model_copy(
+        update={
+            "models": new.models + dropped,
+            "unlisted": dropped,
+            "unlisted_since": since,
+        }
+    )

@@ -739,6 +739,19 @@ class LiteLLMGateway:
                 return result
             page += 1
 
+    async def expire_key(self, token: str, seconds: int) -> bool:
+        """Make the gateway itself refuse the key ``seconds`` from now (LiteLLM's ``duration``
+        on ``/key/update`` sets ``expires``), so it dies even if nobody revokes it. Nothing
+        else of the key changes. ``False`` if the key is gone."""
+        response = await self._send(
+            "POST",
+            "/key/update",
+            action=f"set the expiry of key {token}",
+            body={"key": token, "duration": f"{max(1, seconds)}s"},
+            accept=(404,),
+        )
+        return response.status_code != 404
+
     async def delete_keys(self, tokens_or_keys: Sequence[str]) -> int:
         """Delete keys (secrets or tokens); returns how many existed. Missing keys are fine.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from byok_operator import api
@@ -76,7 +76,12 @@ class ProviderChecks:
         return self.watched.get(namespace, name) or await self.kube.read_secret(namespace, name)
 
     async def check(
-        self, ref: TenantRef, spec: TenantSpec, state: VaultState, now: datetime
+        self,
+        ref: TenantRef,
+        spec: TenantSpec,
+        state: VaultState,
+        now: datetime,
+        confirm_after: timedelta = timedelta(minutes=10),
     ) -> dict[Provider, ProviderCheck]:
         """Read each referenced key; ask the provider only about a key that is new, or whose
         last validation is older than spec.validation.interval."""
@@ -105,6 +110,7 @@ class ProviderChecks:
                 known is not None
                 and known.fingerprint == fingerprint(raw)
                 and now - known.validated_at < spec.validation.interval
+                and not _recheck_due(known.recheck_due(confirm_after), now)
                 and all(offered(known.models, model) for model in pspec.models)
             ):
                 check.fingerprint, check.models = known.fingerprint, known.models
@@ -127,6 +133,11 @@ class ProviderChecks:
             return
         check.fingerprint, check.models = validated.fingerprint, validated.models
         check.validated_at = validated.validated_at
+
+
+def _recheck_due(when: datetime | None, now: datetime) -> bool:
+    """A narrowing waits for this re-check: ask the provider again then, not from cache."""
+    return when is not None and now >= when
 
 
 def _secret_notes(secret: SecretData, name: str) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,7 +32,8 @@ from pydantic import ValidationError
 
 from byok_operator.api import AuditAction, ConditionType, Mode, Provider, Reason
 from byok_operator.audit import AuditEvent
-from byok_operator.core.conditions import find
+from byok_operator.core.boundaries import holder, platform_model_problems, platform_models_message
+from byok_operator.core.conditions import find, merge_conditions, rfc3339
 from byok_operator.core.gateway import (
     KeyShape,
     TeamShape,
@@ -45,6 +46,8 @@ from byok_operator.core.gateway import (
 from byok_operator.core.keys import hold_until, regrace
 from byok_operator.core.schedule import confirmed_deadlines
 from byok_operator.core.status import (
+    budget_audits,
+    budget_condition,
     budget_display,
     build_status,
     fingerprints,
@@ -54,7 +57,13 @@ from byok_operator.core.status import (
     provider_status,
     rotation_condition,
 )
-from byok_operator.core.vault import TenantRef, VaultState, commit_keys, gateway_secret_name
+from byok_operator.core.vault import (
+    CommittedKey,
+    TenantRef,
+    VaultState,
+    commit_keys,
+    gateway_secret_name,
+)
 from byok_operator.crypto import DecryptionError, Vault
 from byok_operator.gateway import GatewayError, LiteLLMGateway
 from byok_operator.kube import Kube, KubeError
@@ -79,6 +88,8 @@ class Deps:
     validator: KeyValidator
     vault: Vault
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    # Every TenantLLMConfig the watch has shown (bodies), for cluster-wide checks.
+    claims: Callable[[], Iterable[Mapping[str, Any]]] = tuple
 
 
 @dataclass
@@ -181,6 +192,8 @@ class Reconciler:
             spec = parse_spec(dict(raw_spec), name=ref.name)
         except SpecError as exc:
             return Outcome(invalid_spec_status(ref, raw_status, str(exc), now))
+        if refusal := self._boundary_refusal(ref, spec, raw_status, now):
+            return refusal
         finished_before = raw_status.get("gatewayRevision")
         try:
             record = await self.store.load(ref, assume_new=not _ever_handled(raw_status))
@@ -208,6 +221,35 @@ class Reconciler:
             log.exception("Unexpected error in the pass of %s/%s", ref.namespace, ref.name)
             return self._failure(ref, spec, p.record, raw_status, _Unexpected(exc), now)
         return self._report_repair(ref.uid, outcome)
+
+    def _boundary_refusal(
+        self, ref: TenantRef, spec: TenantSpec, raw_status: Mapping[str, Any], now: datetime
+    ) -> Outcome | None:
+        """DESIGN §7, what an admission policy cannot check: platform models from the
+        catalogue, and one resource per tenant id. A refused pass touches nothing in the
+        gateway; what the tenant was served keeps working."""
+        catalogue = self.deps.settings.platform_catalogue
+        if problems := platform_model_problems(spec.platform.models, catalogue):
+            message = platform_models_message(problems, catalogue)
+            return Outcome(invalid_spec_status(ref, raw_status, message, now))
+        own = {
+            "metadata": {"uid": ref.uid, "creationTimestamp": ref.created},
+            "spec": {"tenantId": spec.tenant_id},
+        }
+        others = [b for b in self.deps.claims() if b["metadata"]["uid"] != ref.uid]
+        found = holder(spec.tenant_id, [own, *others])
+        if found is None or found.uid == ref.uid:
+            return None
+        message = (
+            f"spec.tenantId {spec.tenant_id!r} is already held by TenantLLMConfig "
+            f"{found.namespace}/{found.name} (created {found.created}); a tenant id names one "
+            "tenant in the whole cluster. Nothing was provisioned for this resource. Delete it "
+            "and create it again with another tenantId (the field is immutable), or delete "
+            "the other resource: this one is then reconciled at once."
+        )
+        return Outcome(
+            invalid_spec_status(ref, raw_status, message, now, Reason.TENANT_ID_CONFLICT)
+        )
 
     def _report_repair(self, uid: str, outcome: Outcome) -> Outcome:
         """One GATEWAY_REPAIRED event naming everything the sweep (or the pass) found lost."""
@@ -246,7 +288,9 @@ class Reconciler:
 
     async def _byok(self, p: Pass) -> Outcome:
         spec, record = p.spec, p.record
-        checks = await self.checks.check(p.ref, spec, record.state, p.now)
+        checks = await self.checks.check(
+            p.ref, spec, record.state, p.now, self.deps.settings.narrowing_confirm_after
+        )
         fresh = {pr: c for pr, c in checks.items() if c.error is None and c.fingerprint}
         previous = record.state.committed
         committed = commit_keys(
@@ -257,9 +301,15 @@ class Reconciler:
                 for pr, c in fresh.items()
             },
             p.now,
+            confirm_after=self.deps.settings.narrowing_confirm_after,
         )
         errors = [c.error for c in checks.values() if c.error is not None]
         notes = list(dict.fromkeys(note for c in checks.values() for note in c.notes))
+        notes += [
+            _unlisted_note(k, self.deps.settings.narrowing_confirm_after)
+            for k in committed.values()
+            if k.unlisted
+        ]
         live = record.state.live()
         serving_byok = live is not None and live.mode is Mode.BYOK
         servable = set(committed) == set(spec.providers.configured()) or (
@@ -455,6 +505,7 @@ class Reconciler:
                 )
             )
         status = self._status(p, [], ready=True)
+        audits += budget_audits(p.raw_status.get("conditions"), status["conditions"])
         return Outcome(status, _merge_first_issue(audits), wake_after=self._wake_after(p, changes))
 
     # --- shared steps ----------------------------------------------------------------------
@@ -518,6 +569,10 @@ class Reconciler:
             spend=money(spend) if spend is not None else None,
         )
         status["gatewayRevision"] = p.record.state.revision
+        budget = budget_condition(p.spec, spend, self.deps.settings.budget_warning_share)
+        status["conditions"] = merge_conditions(
+            status["conditions"], [budget], generation=p.ref.generation, now=p.now
+        )
         return status
 
     def _wake_after(self, p: Pass, changes: KeyChanges, *, poll: bool = False) -> float | None:
@@ -532,6 +587,8 @@ class Reconciler:
         spread = _spread(p.ref.uid, spec.validation.interval / 10)
         for key in state.committed.values():
             due.append(key.validated_at + spec.validation.interval + spread)
+            if (recheck := key.recheck_due(self.deps.settings.narrowing_confirm_after)) is not None:
+                due.append(recheck)
             if key.committed_at + spec.rotation.max_key_age > p.now:
                 due.append(key.committed_at + spec.rotation.max_key_age)
         if not due:
@@ -672,6 +729,16 @@ def _merge_first_issue(audits: list[AuditEvent]) -> list[AuditEvent]:
     first = enabled[0]
     merged = AuditEvent(first.action, f"{first.message} {issued[0].message}", first.warning)
     return [merged if a is first else a for a in audits if a not in issued]
+
+
+def _unlisted_note(key: CommittedKey, confirm_after: timedelta) -> str:
+    due = key.recheck_due(confirm_after)
+    return (
+        f"{key.provider.value}: the provider no longer lists {', '.join(key.unlisted)} for this "
+        f"key; they are still served until a re-check from {rfc3339(due) if due else 'later'} "
+        "shows them gone again (one answer never takes access away; "
+        "BYOK_NARROWING_CONFIRM_AFTER sets the wait)."
+    )
 
 
 def _key_problem_audits(errors: list[KeyValidationError]) -> list[AuditEvent]:

@@ -7,6 +7,7 @@ after a crash finds the same value, so a tenant never gets two keys for one issu
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,10 @@ from byok_operator.kube import Kube
 from byok_operator.settings import Settings
 from byok_operator.tenant.provisioning import markers
 from byok_operator.tenant.vault_store import Record
+
+# A retiring key's gateway-side expiry comes this long after its grace period ends: when the
+# operator is up it revokes (and audits) first; when it is down the gateway still kills it.
+RETIRING_EXPIRY_MARGIN = timedelta(seconds=5)
 
 
 @dataclass
@@ -175,8 +180,18 @@ class VirtualKeys:
             published = datetime.now(UTC)
             record.state = regrace(record.state, now=published, grace=changes.grace)
             _, changes.next_revocation = due_revocations(record.state, published)
+            await self._expire_retiring(record, published)
         await self.revoke(changes.revoked)
         return lost
+
+    async def _expire_retiring(self, record: Record, now: datetime) -> None:
+        """Each retiring key also carries a gateway-side expiry just after its grace ends, so it
+        dies even if the operator is down then (the operator, when up, revokes it first and
+        audits that). Set in every pass that publishes, when the deadlines are final."""
+        for key in record.state.keys:
+            if key.state == "retiring" and key.token and key.revoke_after is not None:
+                left = key.revoke_after + RETIRING_EXPIRY_MARGIN - now
+                await self.gateway.expire_key(key.token, math.ceil(left.total_seconds()))
 
     async def _generate(self, spec: KeySpec, live: KeyRecord) -> None:
         try:
