@@ -11,6 +11,12 @@ code uses; no wildcards; subresources listed explicitly.
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+# At startup (handlers.py, _resolve_cluster_settings): the operator's own namespace must exist,
+# and kube-system's uid is the default instance id. By name: no other namespace is readable.
+- apiGroups: [""]
+  resources: [namespaces]
+  resourceNames: [kube-system, {{ .Release.Namespace }}]
+  verbs: [get]
 {{- if .Values.watchNamespaces }}
 # Namespaced mode: kopf matches its --namespace list against the namespaces that exist, so a
 # watched namespace created after the operator starts is served too. (Read-only, names only.)
