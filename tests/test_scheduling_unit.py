@@ -158,3 +158,22 @@ def test_a_first_enable_is_one_event_and_periodic_work_spreads() -> None:
     assert all(timedelta(0) <= o < width for o in offsets)
     assert len(offsets) > 150  # spread, not bunched
     assert _spread("same", width) == _spread("same", width)
+
+
+def test_a_tenant_that_keeps_failing_backs_off_and_a_success_starts_over() -> None:
+    """Retries double from the (jittered) base, capped, and reset after a pass that works."""
+    from types import SimpleNamespace
+
+    from byok_operator.tenant.reconciler import MAX_RETRY_DELAY, Outcome, Reconciler
+
+    state = SimpleNamespace(_failures={})
+
+    def outcome(retry: float | None) -> float | None:
+        return Reconciler._back_off(state, "u", Outcome({}, retry_after=retry)).retry_after  # type: ignore[arg-type]
+
+    assert [outcome(30) for _ in range(3)] == [30, 60, 120]
+    assert outcome(None) is None
+    assert outcome(30) == 30
+    for _ in range(10):
+        last = outcome(30)
+    assert last == MAX_RETRY_DELAY

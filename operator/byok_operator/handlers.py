@@ -39,6 +39,9 @@ TLC = (api.GROUP, api.VERSION, api.PLURAL)
 PERIODIC_ACTOR = f"{api.MANAGER} (periodic pass)"
 
 
+log = logging.getLogger(__name__)
+
+
 @dataclass
 class Tenant:
     """What the watch last showed of one TenantLLMConfig (kept for passes kopf does not start)."""
@@ -156,9 +159,7 @@ async def _resolve_cluster_settings(config: Settings, kube: Kube) -> Settings:
             "The cluster has no kube-system namespace to take a default BYOK_INSTANCE_ID from; "
             "set BYOK_INSTANCE_ID to a name unique to this cluster."
         )
-    logging.getLogger(__name__).info(
-        "Instance id (marks this cluster's gateway objects): %s", cluster_uid
-    )
+    log.info("Instance id (marks this cluster's gateway objects): %s", cluster_uid)
     return replace(config, instance_id=cluster_uid)
 
 
@@ -308,7 +309,17 @@ async def _full_pass(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> Non
     patch.status.update(outcome.status)
     _after_pass(memo, body, outcome, actor=_actor(body["metadata"]))
     if outcome.retry_after is not None:
-        raise kopf.TemporaryError(outcome.retry_message or "retrying", delay=outcome.retry_after)
+        # The operator's scheduler retries, not kopf: kopf would keep the handler waiting for
+        # its delay even when the spec or a key Secret changes meanwhile (a tenant deaf for
+        # the retry). Status already says what failed and why.
+        log.info(
+            "%s/%s: %s; retrying in %.0fs",
+            body["metadata"]["namespace"],
+            body["metadata"]["name"],
+            outcome.retry_message or "the pass failed",
+            outcome.retry_after,
+        )
+        memo.scheduler.wake_in(body["metadata"]["uid"], outcome.retry_after)
 
 
 async def _scheduled_pass(memo: kopf.Memo, uid: str) -> None:

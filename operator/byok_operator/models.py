@@ -89,7 +89,6 @@ class PlatformSpec(_Model):
 
 
 MAX_GRACE_PERIOD = timedelta(days=7)
-MIN_VIRTUAL_KEY_MAX_AGE = timedelta(hours=1)
 
 
 class RotationSpec(_Model):
@@ -105,12 +104,13 @@ class RotationSpec(_Model):
     @model_validator(mode="after")
     def _bounded(self) -> RotationSpec:
         """The CRD's caps, again, so live virtual keys stay bounded whatever the API server
-        let through: a grace of at most 7d, a schedule of at least 1h and longer than it."""
+        let through: a grace of at most 7d, and a rotation schedule longer than it (so a new
+        scheduled key never comes before the last replaced one is revoked)."""
         if self.grace_period > MAX_GRACE_PERIOD:
             raise ValueError("gracePeriod must be at most 7d")
         age = self.virtual_key_max_age
-        if age is not None and (age < MIN_VIRTUAL_KEY_MAX_AGE or age <= self.grace_period):
-            raise ValueError("virtualKeyMaxAge must be at least 1h and longer than gracePeriod")
+        if age is not None and (age <= timedelta(0) or age <= self.grace_period):
+            raise ValueError("virtualKeyMaxAge must be more than zero and longer than gracePeriod")
         return self
 
 

@@ -440,9 +440,9 @@ def run_keygen(namespace: str, secret: str, deployment: str, out: TextIO, err: T
         "  NEW=$(kubectl byok keygen 2>/dev/null)\n"
         f"  OLD=$(kubectl -n {namespace} get secret {secret} -o jsonpath='{{.data.keys}}' "
         "| base64 -d)\n"
-        f"  kubectl -n {namespace} create secret generic {secret} --dry-run=client -o yaml \\\n"
-        '    --from-literal=keys="$(printf \'%s\\n%s\' "$NEW" "$OLD")" '
-        "| kubectl apply --server-side --force-conflicts -f -\n\n"
+        '  printf \'%s\\n%s\' "$NEW" "$OLD" |\n'
+        f"    kubectl -n {namespace} create secret generic {secret} --dry-run=client -o yaml \\\n"
+        "    --from-file=keys=/dev/stdin | kubectl apply --server-side --force-conflicts -f -\n\n"
         "(Server-side apply: a client-side apply would copy the keys into an annotation.)\n"
         f"The operator (deployment/{deployment}) reloads the keys within one maintenance pass, "
         "no restart needed,\nthen re-encrypts its vault Secrets with the new key. Remove an old key "

@@ -24,8 +24,9 @@ MIN_KEY_LENGTH: Final = 20
 MAX_KEY_LENGTH: Final = 1024
 
 _FIX = (
-    "Put exactly the key in the Secret, e.g. "
-    "`kubectl create secret generic NAME --from-literal={provider}=<key>`."
+    "Put exactly the key in the Secret, read from a prompt rather than typed on the command "
+    'line (which lands in shell history and `ps`), e.g. `read -rs KEY && printf %s "$KEY" | '
+    "kubectl create secret generic NAME --from-file={provider}=/dev/stdin`."
 )
 _QUOTES: Final = frozenset("\"'`")
 

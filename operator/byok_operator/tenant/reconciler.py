@@ -79,6 +79,8 @@ __all__ = ["STATE_KEY", "Deps", "Outcome", "Reconciler"]
 
 log = logging.getLogger(__name__)
 
+MAX_RETRY_DELAY = 600.0  # seconds: the longest a failing tenant waits between passes
+
 
 @dataclass
 class Deps:
@@ -136,6 +138,7 @@ class Reconciler:
         self._locks: dict[str, asyncio.Lock] = {}
         self._limit = asyncio.Semaphore(settings.max_concurrent_reconciles)
         self._distrust: dict[str, list[str]] = {}  # uid -> what the sweep found missing
+        self._failures: dict[str, int] = {}  # uid -> failed passes in a row (for the backoff)
 
     @property
     def vault(self) -> Vault:
@@ -157,6 +160,7 @@ class Reconciler:
     def forget_tenant(self, uid: str) -> None:
         self._locks.pop(uid, None)
         self._distrust.pop(uid, None)
+        self._failures.pop(uid, None)
         self.spend.pop(uid, None)
         self.finished.pop(uid, None)
         self.store.forget(uid)
@@ -172,13 +176,26 @@ class Reconciler:
     ) -> Outcome:
         async with self._limit, self.lock(ref.uid):
             try:
-                return await self.reconcile(ref, raw_spec, raw_status, rotate_request)
+                outcome = await self.reconcile(ref, raw_spec, raw_status, rotate_request)
             except VaultConflict:
                 # Another writer, or a crashed pass that wrote the vault: start from its record.
                 await self.store.reload(ref)
-                return await self.reconcile(ref, raw_spec, raw_status, rotate_request)
+                outcome = await self.reconcile(ref, raw_spec, raw_status, rotate_request)
             finally:
                 self.finished[ref.uid] = time.monotonic()
+        return self._back_off(ref.uid, outcome)
+
+    def _back_off(self, uid: str, outcome: Outcome) -> Outcome:
+        """Retries of a tenant that keeps failing wait twice as long each time (from the
+        jittered base, up to MAX_RETRY_DELAY); a pass that succeeds starts over. A change to the
+        spec or to a key Secret does not wait for the retry: it runs a pass at once."""
+        if outcome.retry_after is None:
+            self._failures.pop(uid, None)
+            return outcome
+        failed = self._failures.get(uid, 0)
+        self._failures[uid] = failed + 1
+        outcome.retry_after = min(outcome.retry_after * 2 ** min(failed, 10), MAX_RETRY_DELAY)
+        return outcome
 
     async def reconcile(
         self,
