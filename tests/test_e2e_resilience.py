@@ -8,11 +8,14 @@ import os
 import random
 import re
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.e2e import Tenants, canary, uid_of
+from harness.litellm import LiteLLMTestbed
 from harness.operator import PLATFORM_KEY, OperatorProcess
 from harness.waiting import wait_for
 from stubs.provider_stub import ProviderStub
@@ -162,15 +165,40 @@ def litellm_listing(tenants: Tenants) -> str:
     )
 
 
+@pytest.fixture
+def verbose_operator(
+    operator: OperatorProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """The suite's operator swapped for one with debug logging in JSON, for the leak scan
+    (debug lines and structured fields are where a careless log call shows a key)."""
+    operator.stop()
+    verbose = OperatorProcess(
+        state_dir=tmp_path_factory.mktemp("verbose-operator"),
+        env=operator.env,
+        args=("--verbose", "--log-format", "json"),
+    )
+    try:
+        verbose.start()
+        yield verbose
+    finally:
+        verbose.stop()
+        operator.start()
+
+
 def test_canary_keys_never_leak(
     tenants: Tenants,
     namespace: str,
     operator: OperatorProcess,
+    verbose_operator: OperatorProcess,
     provider_stub: ProviderStub,
+    litellm: LiteLLMTestbed,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     """Plant canaries, take a tenant through enable, a failed rotation, a good rotation, revert
-    and delete, then search every place a key must never be."""
+    and delete, then search every place a key must never be: the operator's logs (debug and
+    JSON), LiteLLM's own log, events, resources, listings, Secret metadata and test output.
+    Besides tenant, platform and virtual keys, the LiteLLM master key and the operator's
+    Fernet keys are planted too."""
     first, bad, second, anthropic = (
         canary("openai"),
         canary("openai"),
@@ -201,18 +229,24 @@ def test_canary_keys_never_leak(
     gateway_listing.append(litellm_listing(tenants))
     tenants.cluster.kubectl("delete", "tlc", "canary", "-n", namespace, "--timeout=60s")
 
+    fernet_keys = Path(operator.env["BYOK_ENCRYPTION_KEYS_FILE"]).read_text().split()
     planted = [first, bad, second, anthropic, PLATFORM_KEY, *(k for k in virtual_keys if k)]
+    planted += [litellm.master_key, *fernet_keys]
+    debug_log = verbose_operator.all_logs()
+    assert '"severity": "debug"' in debug_log, "the scanned log has no debug lines in JSON"
     secrets = json.loads(tenants.cluster.kubectl("get", "secrets", "-A", "-o", "json").stdout)[
         "items"
     ]
     places = {
-        "operator log": operator.all_logs(),
+        "operator's debug JSON log": debug_log,
+        "LiteLLM's own log": _litellm_log(litellm),
         "events": json.dumps(tenants.cluster.kubectl("get", "events", "-A", "-o", "json").stdout),
         "TenantLLMConfigs": everything_tlc,
         "LiteLLM teams, credentials and key listing": "".join(gateway_listing),
         "Secret metadata": json.dumps([s["metadata"] for s in secrets]),
         "test output": "".join(capfd.readouterr()),
     }
+    assert places["LiteLLM's own log"] or litellm.external, "LiteLLM's log was not read"
     for place, text in places.items():
         for key in planted:
             assert key not in text, f"a planted key leaked into the {place}"
@@ -220,6 +254,12 @@ def test_canary_keys_never_leak(
     assert re.search(r"sha256:[0-9a-f]{12}", places["events"]), (
         "events should name keys by fingerprint"
     )
+
+
+def _litellm_log(litellm: LiteLLMTestbed) -> str:
+    if litellm.state_dir is None:
+        return ""  # an external LiteLLM: its log is not ours to read
+    return (litellm.state_dir / "litellm.log").read_text(errors="replace")
 
 
 def test_handlers_run_once_per_change(

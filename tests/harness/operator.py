@@ -27,6 +27,9 @@ class OperatorProcess:
 
     state_dir: Path
     env: dict[str, str]
+    args: tuple[
+        str, ...
+    ] = ()  # more `byok-operator run` flags, e.g. ("-v", "--log-format", "json")
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     logs: list[Path] = field(default_factory=list)
@@ -41,7 +44,7 @@ class OperatorProcess:
         self.logs.append(self.log_path)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "byok_operator.cli.main", "run"],
+                [sys.executable, "-m", "byok_operator.cli.main", "run", *self.args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
