@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -361,4 +362,63 @@ def test_a_rotated_key_is_acted_on_at_once_while_a_retry_waits(
     assert any(
         a["audit"] == "BYOK_KEYS_ROTATED" and a["name"] == "deaf-key"
         for a in operator.audit_lines()
+    )
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_deleting_while_the_gateway_is_gone_says_so_and_can_be_abandoned(
+    tenants: Tenants, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """Issue 8.12: with the gateway unreachable a deletion does not hang without a word: Ready
+    says it waits for the gateway and names the annotation that lets go; with it the resource
+    goes (audited), and once a gateway answers again the orphan sweep removes the leftovers."""
+    tenants.apply(namespace, "stranded", {"mode": "Platform"})
+    uid = uid_of(tenants.wait_condition(namespace, "stranded"))
+    operator.stop()
+    env = {**operator.env, "LITELLM_URL": f"http://127.0.0.1:{_closed_port()}"}
+    cut_off = OperatorProcess(state_dir=tmp_path, env=env)
+    try:
+        cut_off.start()
+        tenants.cluster.kubectl("delete", "tlc", "stranded", "-n", namespace, "--wait=false")
+
+        def waiting() -> str | None:
+            obj = tenants.get(namespace, "stranded") or {}
+            for cond in (obj.get("status") or {}).get("conditions") or []:
+                if cond["type"] == "Ready" and cond["reason"] == "DeletionWaitsForGateway":
+                    return str(cond["message"])
+            return None
+
+        message = wait_for(waiting, timeout=60, what="Ready to say the deletion waits")
+        assert "llm.byok.io/abandon-gateway-cleanup=true" in message, message
+        assert f"kubectl annotate tlc stranded -n {namespace}" in message, message
+        tenants.cluster.kubectl(
+            "annotate",
+            "tlc",
+            "stranded",
+            "-n",
+            namespace,
+            "llm.byok.io/abandon-gateway-cleanup=true",
+        )
+        wait_for(
+            lambda: tenants.get(namespace, "stranded") is None,
+            timeout=60,
+            what="the deletion to finish once abandoned",
+        )
+        audits = [a for a in cut_off.audit_lines() if a["name"] == "stranded"]
+        assert [a["audit"] for a in audits] == ["GATEWAY_CLEANUP_ABANDONED"], audits
+        assert audits[0]["severity"] == "warning"
+        assert tenants.gateway_objects(uid)["teams"], "the abandoned objects are in LiteLLM"
+    finally:
+        cut_off.stop()
+        operator.start()
+    wait_for(
+        lambda: tenants.gateway_objects(uid) == NOTHING,
+        timeout=60,
+        interval=1,
+        what="the orphan sweep to remove the abandoned gateway objects",
     )

@@ -29,6 +29,8 @@ TENANT_NAMESPACE_LABEL: Final = f"{GROUP}/tenant-namespace"
 
 # Annotations on a TenantLLMConfig.
 ROTATE_VIRTUAL_KEY_ANNOTATION: Final = f"{GROUP}/rotate-virtual-key"
+# "true" on a resource being deleted: finish without removing its gateway objects (audited).
+ABANDON_GATEWAY_CLEANUP_ANNOTATION: Final = f"{GROUP}/abandon-gateway-cleanup"
 SECRETS_VERSION_ANNOTATION: Final = f"{GROUP}/secrets-version"
 # On vault Secrets: which encryption key wrote them (a hash of it), for the rewrap.
 ENCRYPTION_KEY_ID_ANNOTATION: Final = f"{GROUP}/encryption-key-id"
@@ -76,6 +78,7 @@ class Reason(StrEnum):
     DECRYPTION_FAILED = "DecryptionFailed"
     INVALID_SPEC = "InvalidSpec"
     TENANT_ID_CONFLICT = "TenantIdConflict"
+    DELETION_WAITS_FOR_GATEWAY = "DeletionWaitsForGateway"
     NO_BUDGET = "NoBudget"
     WITHIN_BUDGET = "WithinBudget"
     BUDGET_NEARLY_SPENT = "BudgetNearlySpent"
@@ -99,3 +102,4 @@ class AuditAction(StrEnum):
     BUDGET_WARNING = "BUDGET_WARNING"
     BUDGET_EXHAUSTED = "BUDGET_EXHAUSTED"
     TENANT_DELETED = "TENANT_DELETED"
+    GATEWAY_CLEANUP_ABANDONED = "GATEWAY_CLEANUP_ABANDONED"

@@ -23,7 +23,7 @@ from byok_operator.core.boundaries import platform_model_problems, tenant_id_of
 from byok_operator.core.schedule import is_settled, next_due, seconds_until
 from byok_operator.core.vault import TenantRef
 from byok_operator.crypto import VaultConfigError
-from byok_operator.gateway import LiteLLMGateway
+from byok_operator.gateway import GatewayError, LiteLLMGateway
 from byok_operator.kube import Kube, KubeError, load_vault, secret_from_body
 from byok_operator.maintenance import Maintenance
 from byok_operator.models import SpecError, parse_spec
@@ -368,11 +368,30 @@ def _known_tenants(memo: kopf.Memo) -> dict[str, dict[str, Any]]:
 
 
 @kopf.on.delete(*TLC)
-async def delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     reconciler: Reconciler = memo.reconciler
     memo.scheduler.cancel(body["metadata"]["uid"])
-    for event in await reconciler.delete(_ref(body)):
-        _audit(body, event, actor=_actor(body["metadata"]))
+    annotations = body["metadata"].get("annotations") or {}
+    abandon = annotations.get(api.ABANDON_GATEWAY_CLEANUP_ANNOTATION) == "true"
+    try:
+        events = await reconciler.delete(_ref(body), abandon_gateway=abandon)
+    except GatewayError as exc:
+        status, delay = reconciler.deletion_blocked(_ref(body), body.get("status") or {}, exc)
+        patch.status.update(status)
+        raise kopf.TemporaryError(str(exc), delay=delay) from None
+    key = api.ABANDON_GATEWAY_CLEANUP_ANNOTATION
+    actor = _annotation_actor(body["metadata"], key) if abandon else _actor(body["metadata"])
+    for event in events:
+        _audit(body, event, actor=actor)
+
+
+def _annotation_actor(meta: Any, annotation: str) -> str | None:
+    """The field manager that set ``annotation`` (who abandoned the cleanup)."""
+    for entry in meta.get("managedFields") or []:
+        annotations = ((entry.get("fieldsV1") or {}).get("f:metadata") or {}).get("f:annotations")
+        if f"f:{annotation}" in (annotations or {}):
+            return str(entry.get("manager"))
+    return None
 
 
 def _ref(body: Any) -> TenantRef:

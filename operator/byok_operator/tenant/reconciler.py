@@ -30,10 +30,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from byok_operator import api
 from byok_operator.api import AuditAction, ConditionType, Mode, Provider, Reason
 from byok_operator.audit import AuditEvent
 from byok_operator.core.boundaries import holder, platform_model_problems, platform_models_message
-from byok_operator.core.conditions import find, merge_conditions, rfc3339
+from byok_operator.core.conditions import Condition, find, merge_conditions, rfc3339
 from byok_operator.core.gateway import (
     KeyShape,
     TeamShape,
@@ -282,24 +283,59 @@ class Reconciler:
         outcome.audits.append(_repaired(", ".join(lost)))
         return outcome
 
-    async def delete(self, ref: TenantRef) -> list[AuditEvent]:
-        """Remove everything the tenant has in the gateway, then its vault and gateway Secrets."""
+    async def delete(self, ref: TenantRef, *, abandon_gateway: bool = False) -> list[AuditEvent]:
+        """Remove everything the tenant has in the gateway, then its vault and gateway Secrets.
+
+        ``abandon_gateway`` (an admin's annotation, for a gateway gone for good) skips the
+        gateway: its leftovers carry this operator's mark and the orphan sweep deletes them if
+        a gateway with them ever answers again. Raises GatewayError while the gateway is down.
+        """
         async with self.lock(ref.uid):
             record = await self.store.reload(ref)
-            await self.keys.revoke(record.state.keys)
-            await self.keys.delete_strays(ref, Record(VaultState(), {}))
-            await self.provisioner.remove_all(ref)
-            if record.state.gateway_model < 2 and not record.state.is_new():
-                await self.provisioner.remove_legacy_deployments(ref)
+            if not abandon_gateway:
+                await self.keys.revoke(record.state.keys)
+                await self.keys.delete_strays(ref, Record(VaultState(), {}))
+                await self.provisioner.remove_all(ref)
+                if record.state.gateway_model < 2 and not record.state.is_new():
+                    await self.provisioner.remove_legacy_deployments(ref)
             await self.store.delete(ref)
             await self.deps.kube.delete_secret(ref.namespace, gateway_secret_name(ref.name))
         self.forget_tenant(ref.uid)
+        if abandon_gateway:
+            return [
+                AuditEvent(
+                    AuditAction.GATEWAY_CLEANUP_ABANDONED,
+                    "Deleted without removing the tenant's virtual keys, teams and credentials "
+                    f"from the gateway ({api.ABANDON_GATEWAY_CLEANUP_ANNOTATION}=true); the orphan "
+                    "sweep removes them if that gateway answers again.",
+                    warning=True,
+                )
+            ]
         return [
             AuditEvent(
                 AuditAction.TENANT_DELETED,
                 "Removed the tenant's virtual keys, teams and credentials from the gateway.",
             )
         ]
+
+    def deletion_blocked(
+        self, ref: TenantRef, raw_status: Mapping[str, Any], exc: GatewayError
+    ) -> tuple[dict[str, Any], float]:
+        """Status and retry delay for a deletion the gateway holds up: say what waits and how
+        to let go."""
+        message = (
+            f"Deletion waits for the gateway: {exc} The finalizer removes the tenant's keys, "
+            "teams and credentials from LiteLLM first and retries. If that gateway is gone for "
+            f"good: kubectl annotate tlc {ref.name} -n {ref.namespace} "
+            f"{api.ABANDON_GATEWAY_CLEANUP_ANNOTATION}=true (audited)."
+        )
+        cond = Condition(ConditionType.READY, "False", Reason.DELETION_WAITS_FOR_GATEWAY, message)
+        conditions = merge_conditions(
+            raw_status.get("conditions"), [cond], generation=ref.generation, now=self.deps.clock()
+        )
+        return {"conditions": conditions}, min(
+            self.deps.settings.retry_delay, 15.0
+        ) * random.uniform(0.8, 1.2)  # noqa: S311
 
     # --- BYOK ------------------------------------------------------------------------------
 
