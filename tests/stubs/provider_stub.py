@@ -70,7 +70,20 @@ from byok_operator.crypto import fingerprint
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
-BEHAVIOURS = ("valid", "401", "403", "429", "500", "slow")
+# garbage: 200 with an HTML page; redirect: 302 to a closed port; 429-retry-after: 429 with
+# Retry-After: 1; empty-list: 200 with no models.
+BEHAVIOURS = (
+    "valid",
+    "401",
+    "403",
+    "429",
+    "500",
+    "slow",
+    "garbage",
+    "redirect",
+    "429-retry-after",
+    "empty-list",
+)
 MARKERS = {
     "-invalid": "401",
     "-forbidden": "403",
@@ -317,6 +330,21 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (timeout): nothing to tell it
         return status
 
+    def _raw(
+        self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> int:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            pass
+        return status
+
     def _sse(self, events: Sequence[tuple[str | None, object]]) -> int:
         try:
             self.send_response(200)
@@ -444,11 +472,18 @@ class _Handler(BaseHTTPRequestHandler):
         behaviour = self.state.behaviour(key)
         if behaviour in ("401", "403", "429", "500"):
             return self._json(*error(int(behaviour), _masked(key)))
+        if behaviour == "429-retry-after":
+            status, payload, headers = error(429, _masked(key))
+            return self._json(status, payload, {**headers, "Retry-After": "1"})
+        if behaviour == "garbage":
+            return self._raw(200, b"<html><body>Bad gateway, try later</body></html>", "text/html")
+        if behaviour == "redirect":
+            return self._raw(302, b"", "text/plain", {"Location": "http://127.0.0.1:9/v1/models"})
         if behaviour == "slow":
             self.state.pause(self.state.config["slow_seconds"])
         if body is None:
             return self._json(*error(400, "request body is not valid JSON"))
-        models = self.state.models(key, provider)
+        models = () if behaviour == "empty-list" else self.state.models(key, provider)
         if path == "/v1/models" and self.command == "GET":
             if provider == OPENAI:
                 return self._json(200, _openai_models(models), self._ids(provider))

@@ -64,6 +64,7 @@ from byok_operator.core.vault import (
     VaultState,
     commit_keys,
     gateway_secret_name,
+    vault_secret_name,
 )
 from byok_operator.crypto import DecryptionError, Vault
 from byok_operator.gateway import GatewayError, LiteLLMGateway
@@ -179,8 +180,10 @@ class Reconciler:
             try:
                 outcome = await self.reconcile(ref, raw_spec, raw_status, rotate_request)
             except VaultConflict:
-                # Another writer, or a crashed pass that wrote the vault: start from its record.
-                await self.store.reload(ref)
+                # Another writer (or a hand edit, or a crashed pass) changed the vault: start
+                # again from what it holds now; reading it is the pass's own first step, so an
+                # unreadable one ends in the failure exit like any other.
+                self.store.forget(ref.uid)
                 outcome = await self.reconcile(ref, raw_spec, raw_status, rotate_request)
             finally:
                 self.finished[ref.uid] = time.monotonic()
@@ -374,6 +377,11 @@ class Reconciler:
             and not any(spec.providers.configured()[pr].models for pr in committed)
         ):
             errors.append(_no_models(committed))
+            servable = False
+        if serving_byok and any(e.reason is Reason.MODELS_NOT_AVAILABLE for e in errors):
+            # An allow-list the key cannot serve (a new allow-list, or a new key lacking a
+            # model) changes nothing in the gateway until it is fixed: the tenant keeps the
+            # models it has, rather than losing them for names that cannot work.
             servable = False
         retry = self._retry_delay() if any(e.retryable for e in errors) else None
         problems = (
@@ -676,10 +684,12 @@ class Reconciler:
             reason, retryable = Reason.RECONCILE_ERROR, True
         else:
             reason, retryable = Reason.VAULT_UNREADABLE, False
+            where = f"{self.deps.settings.operator_namespace}/{vault_secret_name(ref.uid)}"
             exc = RuntimeError(
-                f"The vault Secret of this tenant in namespace {self.deps.settings.operator_namespace} "
-                "is not in the operator's format (edited by hand?). Delete it: the next pass "
-                "rebuilds it from the tenant's Secrets and issues a new virtual key."
+                f"The vault Secret {where} of this tenant is not in the operator's format (edited "
+                f"by hand?). Delete it (kubectl delete secret -n {where.replace('/', ' ')}): the "
+                "next pass rebuilds it from the tenant's Secrets and issues a new virtual key; "
+                "the agents' current key keeps working until then."
             )
         status = build_status(
             ref,
