@@ -317,18 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": f"Unknown path {path}", "type": "not_found"}})
 
     def _json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> int:
-        data = json.dumps(payload).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-        except OSError:
-            pass  # the client gave up (timeout): nothing to tell it
-        return status
+        return self._raw(status, json.dumps(payload).encode(), "application/json", headers)
 
     def _raw(
         self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
@@ -342,7 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(data)
         except OSError:
-            pass
+            pass  # the client gave up (timeout): nothing to tell it
         return status
 
     def _sse(self, events: Sequence[tuple[str | None, object]]) -> int:
