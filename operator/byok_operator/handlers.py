@@ -107,7 +107,11 @@ async def startup(
                 max_concurrency=config.validation_concurrency,
             ),
             vault=vault,
-            claims=lambda: _known_tenants(memo).values(),
+            claims=lambda tenant_id: [
+                memo.tenants[uid].body
+                for uid in memo.claims.get(tenant_id, ())
+                if uid in memo.tenants
+            ],
         )
     )
     for warning in await gateway_warnings(gateway):
@@ -116,6 +120,7 @@ async def startup(
     memo.settings = config
     memo.tenants = {}  # uid -> Tenant
     memo.uids = {}  # (namespace, name) -> uid, so a Secret event finds its tenants at once
+    memo.claims = {}  # tenant id -> uids claiming it (tenant ids are unique: one, mostly)
     memo.scheduler = Scheduler(lambda uid: _scheduled_pass(memo, uid))
     memo.tasks = [
         asyncio.create_task(memo.scheduler.run_forever(), name="byok-scheduler"),
@@ -190,20 +195,20 @@ async def remember(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any)
     Async on purpose: kopf runs sync handlers in threads, and other handlers iterate this."""
     uid = body["metadata"]["uid"]
     key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    tenant_id = tenant_id_of(body)
     if type == "DELETED":
         memo.tenants.pop(uid, None)
         memo.uids.pop(key, None)
-        _wake_claimants(memo, tenant_id_of(body))
+        claimants = memo.claims.get(tenant_id, set())
+        claimants.discard(uid)
+        for other in claimants:  # the next claimant may hold the tenant id now
+            memo.scheduler.wake_in(other, 0)
+        if not claimants:
+            memo.claims.pop(tenant_id, None)
     else:
         memo.tenants[uid] = Tenant(_slim(body))
         memo.uids[key] = uid
-
-
-def _wake_claimants(memo: kopf.Memo, tenant_id: str) -> None:
-    """A resource that held a tenant id is gone: the next claimant may take it now."""
-    for uid, tenant in memo.tenants.items():
-        if tenant_id_of(tenant.body) == tenant_id:
-            memo.scheduler.wake_in(uid, 0)
+        memo.claims.setdefault(tenant_id, set()).add(uid)
 
 
 def _slim(body: kopf.Body) -> dict[str, Any]:

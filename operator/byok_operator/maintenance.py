@@ -341,16 +341,16 @@ class Maintenance:
         Warning when the budget turns nearly spent or exhausted."""
         status = body.get("status") or {}
         meta = body["metadata"]
+        old = find(status.get("conditions"), ConditionType.BUDGET_AVAILABLE)
+        if status.get("mode") != Mode.PLATFORM.value or (
+            status.get("spend") == money(spent) and old is not None
+        ):
+            return False  # nothing moved (a changed budget is a spec change: its pass says so)
         try:
             spec = parse_spec(dict(body.get("spec") or {}), name=meta["name"])
         except SpecError:
             return False  # its own pass reports the spec
-        if status.get("mode") != Mode.PLATFORM.value:
-            return False
         budget = budget_condition(spec, spent, self.deps.settings.budget_warning_share)
-        old = find(status.get("conditions"), ConditionType.BUDGET_AVAILABLE) or {}
-        if status.get("spend") == money(spent) and old.get("message") == budget.message:
-            return False
         conditions = merge_conditions(
             status.get("conditions"),
             [budget],

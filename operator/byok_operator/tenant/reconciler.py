@@ -92,8 +92,8 @@ class Deps:
     validator: KeyValidator
     vault: Vault
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    # Every TenantLLMConfig the watch has shown (bodies), for cluster-wide checks.
-    claims: Callable[[], Iterable[Mapping[str, Any]]] = tuple
+    # The TenantLLMConfigs the watch has shown that claim a tenant id (bodies), by that id.
+    claims: Callable[[str], Iterable[Mapping[str, Any]]] = lambda _tenant_id: ()
 
 
 @dataclass
@@ -257,7 +257,7 @@ class Reconciler:
             "metadata": {"uid": ref.uid, "creationTimestamp": ref.created},
             "spec": {"tenantId": spec.tenant_id},
         }
-        others = [b for b in self.deps.claims() if b["metadata"]["uid"] != ref.uid]
+        others = [b for b in self.deps.claims(spec.tenant_id) if b["metadata"]["uid"] != ref.uid]
         found = holder(spec.tenant_id, [own, *others])
         if found is None or found.uid == ref.uid:
             return None
