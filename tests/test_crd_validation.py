@@ -253,6 +253,11 @@ INVALID: list[tuple[str, Mutation, str]] = [
         put("spec.platform.models", ["gpt 4o"]),
         "spec.platform.models[0] in body should match",
     ),
+    (
+        "name-too-long-for-the-gateway-secret",
+        put("metadata.name", "a" * 242),
+        "metadata.name must be at most 241 characters: the operator names the agents' Secret",
+    ),
     # rotation and validation
     (
         "grace-period-in-words",
@@ -319,6 +324,7 @@ VALID: list[tuple[str, Mutation]] = [
     ("byok-anthropic-only", drop(OPENAI)),
     ("tenant-id-defaults-to-name", drop("spec.tenantId")),
     ("name-with-dots-and-explicit-tenant-id", put("metadata.name", "acme.corp")),
+    ("longest-name", put("metadata.name", "a" * 241)),
     ("smallest-budget", put(f"{BUDGET}.maxUSD", "0.01")),
     ("budget-with-cents", put(f"{BUDGET}.maxUSD", "99.5")),
     ("budget-period-in-hours", put(f"{BUDGET}.period", "36h")),

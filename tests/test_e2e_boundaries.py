@@ -422,3 +422,43 @@ def test_deleting_while_the_gateway_is_gone_says_so_and_can_be_abandoned(
         interval=1,
         what="the orphan sweep to remove the abandoned gateway objects",
     )
+
+
+def test_a_pass_that_cannot_serve_still_revokes_on_time(
+    tenants: Tenants, namespace: str, operator: OperatorProcess
+) -> None:
+    """Issue 8.8: while a tenant is held (an allow-list its key cannot serve), a replaced key
+    whose grace ends is still revoked by the operator (deleted in LiteLLM and audited), not
+    left to wait for the tenant to be fixed."""
+    _ready_byok(tenants, namespace, "held")
+    spec = (tenants.get(namespace, "held") or {})["spec"]
+    tenants.apply(namespace, "held", {**spec, "rotation": {"gracePeriod": "8s"}})
+    tenants.wait_condition(namespace, "held")
+    old = tenants.virtual_key(namespace, "held")
+    tenants.cluster.kubectl(
+        "annotate", "tlc", "held", "-n", namespace, "llm.byok.io/rotate-virtual-key=1"
+    )
+    new = wait_for(
+        lambda: (key := tenants.virtual_key(namespace, "held")) != old and key,
+        timeout=30,
+        what="the rotated key",
+    )
+    uid = uid_of(tenants.get(namespace, "held") or {})
+    held = {**spec, "rotation": {"gracePeriod": "8s"}}
+    held["providers"] = {
+        "openai": {**spec["providers"]["openai"], "models": ["gpt-9"]},
+    }
+    tenants.apply(namespace, "held", held)
+    tenants.wait_condition(namespace, "held", status="False", reason="ModelsNotAvailable")
+    aliases = tenants.gateway_objects(uid)["keys"]
+    assert len(aliases) == 2, aliases
+    wait_for(
+        lambda: len(tenants.gateway_objects(uid)["keys"]) == 1,
+        timeout=40,
+        interval=1,
+        what="the replaced key to be deleted in LiteLLM while the tenant is held",
+    )
+    assert any(
+        a["audit"] == "VIRTUAL_KEY_REVOKED" and a["name"] == "held" for a in operator.audit_lines()
+    )
+    assert tenants.chat(str(new), MODEL).status_code == 200

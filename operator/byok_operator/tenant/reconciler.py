@@ -44,7 +44,7 @@ from byok_operator.core.gateway import (
     platform_key_shape,
     platform_team,
 )
-from byok_operator.core.keys import hold_until, regrace
+from byok_operator.core.keys import due_revocations, hold_until, regrace
 from byok_operator.core.schedule import confirmed_deadlines
 from byok_operator.core.status import (
     budget_audits,
@@ -388,6 +388,7 @@ class Reconciler:
             _key_problem_audits(errors) if _keys_message_changed(p.raw_status, errors) else []
         )
         if not servable:
+            revoked = await self._revoke_due(p)
             status = build_status(
                 p.ref,
                 spec,
@@ -399,8 +400,19 @@ class Reconciler:
                 errors=errors,
                 notes=notes,
             )
-            status["gatewayRevision"] = p.raw_status.get("gatewayRevision")
-            return Outcome(status, problems, retry_after=retry, retry_message=join_problems(errors))
+            status["gatewayRevision"] = (
+                record.state.revision
+                if revoked and p.trusted
+                else p.raw_status.get("gatewayRevision")
+            )
+            _, next_revocation = due_revocations(record.state, p.now)
+            return Outcome(
+                status,
+                problems + revoked,
+                retry_after=retry,
+                retry_message=join_problems(errors),
+                wake_after=self._wake_after(p, KeyChanges(next_revocation=next_revocation)),
+            )
 
         before = record.copy()
         rotated = [
@@ -570,6 +582,23 @@ class Reconciler:
         return Outcome(status, _merge_first_issue(audits), wake_after=self._wake_after(p, changes))
 
     # --- shared steps ----------------------------------------------------------------------
+
+    async def _revoke_due(self, p: Pass) -> list[AuditEvent]:
+        """Revocations do not wait for a pass that can serve: in a pass that stops early (a key
+        that does not validate, a provider that is down), retiring keys whose grace ended are
+        still revoked (vault first, then the gateway) and audited."""
+        due = self.keys.take_due(p.record, p.now)
+        if not due:
+            return []
+        await self.store.save(p.ref, p.record)
+        await self.keys.revoke(due)
+        return [
+            AuditEvent(
+                AuditAction.VIRTUAL_KEY_REVOKED,
+                f"Virtual key {key.alias} revoked after the grace period.",
+            )
+            for key in due
+        ]
 
     def _plan_key(self, p: Pass, shape: KeyShape) -> KeyChanges:
         if not p.trusted:

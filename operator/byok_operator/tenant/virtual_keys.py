@@ -96,7 +96,7 @@ class VirtualKeys:
             updated = live.model_copy(update={"shape": shape.digest()})
             _replace_key(record, updated)
             changes.update_live = True
-        changes.revoked = self._take_due(record, now)
+        changes.revoked = self.take_due(record, now)
         changes.audits += [
             AuditEvent(
                 AuditAction.VIRTUAL_KEY_REVOKED,
@@ -135,7 +135,8 @@ class VirtualKeys:
             record.state = record.state.model_copy(update={"enabled_since": now})
         return key.model_copy(update={"state": "live"})
 
-    def _take_due(self, record: Record, now: datetime) -> list[KeyRecord]:
+    def take_due(self, record: Record, now: datetime) -> list[KeyRecord]:
+        """Retiring keys whose grace has ended, taken out of the record (revoke them next)."""
         aliases, _ = due_revocations(record.state, now)
         due = [k for k in record.state.keys if k.alias in aliases]
         record.state = forget(record.state, list(aliases))
