@@ -184,7 +184,9 @@ class Reconciler:
                 # again from what it holds now; reading it is the pass's own first step, so an
                 # unreadable one ends in the failure exit like any other.
                 self.store.forget(ref.uid)
-                outcome = await self.reconcile(ref, raw_spec, raw_status, rotate_request)
+                outcome = await self.reconcile(
+                    ref, raw_spec, raw_status, rotate_request, reread=True
+                )
             finally:
                 self.finished[ref.uid] = time.monotonic()
         return self._back_off(ref.uid, outcome)
@@ -207,7 +209,11 @@ class Reconciler:
         raw_spec: Mapping[str, Any],
         raw_status: Mapping[str, Any],
         rotate_request: str | None = None,
+        *,
+        reread: bool = False,
     ) -> Outcome:
+        """One pass. ``reread``: the vault changed under us, read it even for a resource no
+        pass has handled yet (a record left by a crash or an older version)."""
         now = self.deps.clock()
         try:
             spec = parse_spec(dict(raw_spec), name=ref.name)
@@ -217,7 +223,8 @@ class Reconciler:
             return refusal
         finished_before = raw_status.get("gatewayRevision")
         try:
-            record = await self.store.load(ref, assume_new=not _ever_handled(raw_status))
+            fresh = not reread and not _ever_handled(raw_status)
+            record = await self.store.load(ref, assume_new=fresh)
         except (KubeError, ValidationError, ValueError) as exc:
             return self._failure(ref, spec, Record(VaultState(), {}), raw_status, exc, now)
         state = record.state
