@@ -146,6 +146,21 @@ def _parse(moment: str) -> datetime:
     return datetime.fromisoformat(moment.replace("Z", "+00:00"))
 
 
+def _rotate(tenants: Tenants, namespace: str, name: str) -> tuple[str, str]:
+    """Rotate the tenant's virtual key on demand: (the old value, the published new one)."""
+    old = tenants.virtual_key(namespace, name)
+    assert old
+    tenants.cluster.kubectl(
+        "annotate", "tlc", name, "-n", namespace, "llm.byok.io/rotate-virtual-key=1"
+    )
+    new = wait_for(
+        lambda: (key := tenants.virtual_key(namespace, name)) != old and key,
+        timeout=30,
+        what="the rotated virtual key to be published",
+    )
+    return old, str(new)
+
+
 def test_a_retiring_key_dies_at_the_gateway_even_with_the_operator_down(
     tenants: Tenants, namespace: str, operator: OperatorProcess
 ) -> None:
@@ -153,16 +168,7 @@ def test_a_retiring_key_dies_at_the_gateway_even_with_the_operator_down(
     period, so it stops working on time even when no operator is there to revoke it."""
     tenants.apply(namespace, "expiring", {"mode": "Platform", "rotation": {"gracePeriod": "10s"}})
     tenants.wait_condition(namespace, "expiring")
-    old = tenants.virtual_key(namespace, "expiring")
-    assert old
-    tenants.cluster.kubectl(
-        "annotate", "tlc", "expiring", "-n", namespace, "llm.byok.io/rotate-virtual-key=1"
-    )
-    new = wait_for(
-        lambda: (key := tenants.virtual_key(namespace, "expiring")) != old and key,
-        timeout=30,
-        what="the rotated virtual key to be published",
-    )
+    old, new = _rotate(tenants, namespace, "expiring")
     obj = wait_for(
         lambda: (
             (o := tenants.get(namespace, "expiring") or {})
@@ -434,15 +440,7 @@ def test_a_pass_that_cannot_serve_still_revokes_on_time(
     spec = (tenants.get(namespace, "held") or {})["spec"]
     tenants.apply(namespace, "held", {**spec, "rotation": {"gracePeriod": "8s"}})
     tenants.wait_condition(namespace, "held")
-    old = tenants.virtual_key(namespace, "held")
-    tenants.cluster.kubectl(
-        "annotate", "tlc", "held", "-n", namespace, "llm.byok.io/rotate-virtual-key=1"
-    )
-    new = wait_for(
-        lambda: (key := tenants.virtual_key(namespace, "held")) != old and key,
-        timeout=30,
-        what="the rotated key",
-    )
+    _, new = _rotate(tenants, namespace, "held")
     uid = uid_of(tenants.get(namespace, "held") or {})
     held = {**spec, "rotation": {"gracePeriod": "8s"}}
     held["providers"] = {
