@@ -75,7 +75,7 @@ from byok_operator.settings import Settings
 from byok_operator.tenant.checks import ProviderCheck, ProviderChecks
 from byok_operator.tenant.provisioning import Provisioner
 from byok_operator.tenant.vault_store import STATE_KEY, Record, VaultConflict, VaultStore
-from byok_operator.tenant.virtual_keys import KeyChanges, VirtualKeys
+from byok_operator.tenant.virtual_keys import KeyChanges, VirtualKeys, revoked_audits
 
 __all__ = ["STATE_KEY", "Deps", "Outcome", "Reconciler"]
 
@@ -599,13 +599,7 @@ class Reconciler:
             return []
         await self.store.save(p.ref, p.record)
         await self.keys.revoke(due)
-        return [
-            AuditEvent(
-                AuditAction.VIRTUAL_KEY_REVOKED,
-                f"Virtual key {key.alias} revoked after the grace period.",
-            )
-            for key in due
-        ]
+        return revoked_audits(due)
 
     def _plan_key(self, p: Pass, shape: KeyShape) -> KeyChanges:
         if not p.trusted:

@@ -97,13 +97,7 @@ class VirtualKeys:
             _replace_key(record, updated)
             changes.update_live = True
         changes.revoked = self.take_due(record, now)
-        changes.audits += [
-            AuditEvent(
-                AuditAction.VIRTUAL_KEY_REVOKED,
-                f"Virtual key {key.alias} revoked after the grace period.",
-            )
-            for key in changes.revoked
-        ]
+        changes.audits += revoked_audits(changes.revoked)
         _, changes.next_revocation = due_revocations(record.state, now)
         fresh = record.state.live()
         if max_age is not None and fresh is not None and fresh.issued_at is not None:
@@ -255,6 +249,16 @@ class VirtualKeys:
             model_rpm_limit=dict(shape.model_rpm_limit) or None,
             model_tpm_limit=dict(shape.model_tpm_limit) or None,
         )
+
+
+def revoked_audits(keys: list[KeyRecord]) -> list[AuditEvent]:
+    return [
+        AuditEvent(
+            AuditAction.VIRTUAL_KEY_REVOKED,
+            f"Virtual key {key.alias} revoked after the grace period.",
+        )
+        for key in keys
+    ]
 
 
 def _replace_key(record: Record, key: KeyRecord) -> None:
