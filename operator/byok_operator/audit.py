@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from byok_operator.api import AuditAction
 
@@ -50,3 +52,17 @@ def audit_record(
 
 def log_audit(record: dict[str, str | None]) -> None:
     logger.info(json.dumps(record, sort_keys=True))
+
+
+def log_tenant_audit(body: Mapping[str, Any], event: AuditEvent, *, actor: str | None) -> None:
+    """The JSON line of an audited action on a TenantLLMConfig (``body``: the resource)."""
+    meta = body["metadata"]
+    record = audit_record(
+        event,
+        namespace=meta["namespace"],
+        name=meta["name"],
+        tenant_id=(body.get("spec") or {}).get("tenantId") or meta["name"],
+        actor=actor,
+        now=datetime.now(UTC),
+    )
+    log_audit(record)

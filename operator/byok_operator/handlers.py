@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes import config as kube_config
 
 from byok_operator import api
-from byok_operator.audit import AuditEvent, audit_record, log_audit
+from byok_operator.audit import AuditEvent, log_tenant_audit
 from byok_operator.core.boundaries import platform_model_problems, tenant_id_of
 from byok_operator.core.schedule import is_settled, next_due, seconds_until
 from byok_operator.core.vault import TenantRef
@@ -344,13 +344,7 @@ async def _scheduled_pass(memo: kopf.Memo, uid: str) -> None:
     kube = reconciler.deps.kube
     await kube.patch_tenant_status(meta["namespace"], meta["name"], outcome.status)
     for event in audits:  # kopf's event poster works only inside its handlers
-        _log_audit(body, event, actor=PERIODIC_ACTOR)
-        await kube.post_event(
-            meta,
-            type="Warning" if event.warning else "Normal",
-            reason=event.action.value,
-            message=event.message,
-        )
+        await kube.post_audit(body, event, actor=PERIODIC_ACTOR)
     if outcome.retry_after is not None:
         memo.scheduler.wake_in(uid, outcome.retry_after)
 
@@ -414,23 +408,9 @@ def _rotate_request(body: Any) -> str | None:
     return (body["metadata"].get("annotations") or {}).get(api.ROTATE_VIRTUAL_KEY_ANNOTATION)
 
 
-def _log_audit(body: Any, event: AuditEvent, *, actor: str | None) -> None:
-    spec = body.get("spec") or {}
-    meta = body["metadata"]
-    record = audit_record(
-        event,
-        namespace=meta["namespace"],
-        name=meta["name"],
-        tenant_id=spec.get("tenantId") or meta["name"],
-        actor=actor,
-        now=datetime.now(UTC),
-    )
-    log_audit(record)
-
-
 def _audit(body: Any, event: AuditEvent, *, actor: str | None) -> None:
     """An audited action inside a kopf handler: the JSON line, and the Event through kopf."""
-    _log_audit(body, event, actor=actor)
+    log_tenant_audit(body, event, actor=actor)
     kopf.event(
         body,
         type="Warning" if event.warning else "Normal",

@@ -18,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from byok_operator import api
+from byok_operator.audit import AuditEvent, log_tenant_audit
 from byok_operator.crypto import Vault, VaultConfigError
 from byok_operator.settings import Settings
 
@@ -219,6 +220,18 @@ class Kube:
             await asyncio.to_thread(self._core.create_namespaced_event, ref["namespace"], event)
         except ApiException as exc:
             raise _explain(f"posting an Event on {ref['namespace']}/{ref['name']}", exc) from None
+
+    async def post_audit(
+        self, body: Mapping[str, Any], event: AuditEvent, *, actor: str | None
+    ) -> None:
+        """An audited action outside kopf's handlers: its JSON line and its Event."""
+        log_tenant_audit(body, event, actor=actor)
+        await self.post_event(
+            body["metadata"],
+            type="Warning" if event.warning else "Normal",
+            reason=event.action.value,
+            message=event.message,
+        )
 
     async def patch_tenant_status(
         self, namespace: str, name: str, status: Mapping[str, Any]

@@ -23,7 +23,6 @@ from typing import Any
 
 from byok_operator import api
 from byok_operator.api import ConditionType, Mode
-from byok_operator.audit import audit_record, log_audit
 from byok_operator.core.conditions import find, merge_conditions
 from byok_operator.core.gateway import (
     byok_team_id,
@@ -361,19 +360,7 @@ class Maintenance:
             meta["namespace"], meta["name"], {"spend": money(spent), "conditions": conditions}
         )
         for event in budget_audits(status.get("conditions"), conditions):
-            log_audit(
-                audit_record(
-                    event,
-                    namespace=meta["namespace"],
-                    name=meta["name"],
-                    tenant_id=spec.tenant_id,
-                    actor=None,
-                    now=datetime.now(UTC),
-                )
-            )
-            await self.deps.kube.post_event(
-                meta, type="Warning", reason=event.action.value, message=event.message
-            )
+            await self.deps.kube.post_audit(body, event, actor=None)
         return True
 
     def _wake(self, uid: str) -> None:
