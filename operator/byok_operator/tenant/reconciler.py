@@ -60,6 +60,7 @@ from byok_operator.core.status import (
 )
 from byok_operator.core.vault import (
     CommittedKey,
+    KeyRecord,
     TenantRef,
     VaultState,
     commit_keys,
@@ -118,6 +119,7 @@ class Pass:
     rotate_request: str | None
     now: datetime
     trusted: bool
+    start: Record  # the record as the pass found it (deadlines confirmed when trusted)
 
     @property
     def label(self) -> str:
@@ -235,7 +237,7 @@ class Reconciler:
         )
         if trusted:
             record.state = hold_until(record.state, confirmed_deadlines(raw_status))
-        p = Pass(ref, spec, record, raw_status, rotate_request, now, trusted)
+        p = Pass(ref, spec, record, raw_status, rotate_request, now, trusted, record.copy())
         try:
             if spec.mode is Mode.BYOK:
                 outcome = await self._byok(p)
@@ -244,10 +246,13 @@ class Reconciler:
         except VaultConflict:
             raise
         except (GatewayError, KubeError, DecryptionError) as exc:
-            return self._failure(ref, spec, p.record, raw_status, exc, now)
+            return await self._revoke_despite(
+                p, self._failure(ref, spec, p.record, raw_status, exc, now)
+            )
         except Exception as exc:  # a bug or a library surprise: say so in status, not only in a log
             log.exception("Unexpected error in the pass of %s/%s", ref.namespace, ref.name)
-            return self._failure(ref, spec, p.record, raw_status, _Unexpected(exc), now)
+            failure = self._failure(ref, spec, p.record, raw_status, _Unexpected(exc), now)
+            return await self._revoke_despite(p, failure)
         return self._report_repair(ref.uid, outcome)
 
     def _boundary_refusal(
@@ -395,7 +400,7 @@ class Reconciler:
             _key_problem_audits(errors) if _keys_message_changed(p.raw_status, errors) else []
         )
         if not servable:
-            revoked = await self._revoke_due(p)
+            revoked = revoked_audits(await self._revoke_due(p))
             status = build_status(
                 p.ref,
                 spec,
@@ -590,16 +595,53 @@ class Reconciler:
 
     # --- shared steps ----------------------------------------------------------------------
 
-    async def _revoke_due(self, p: Pass) -> list[AuditEvent]:
+    async def _revoke_due(self, p: Pass, record: Record | None = None) -> list[KeyRecord]:
         """Revocations do not wait for a pass that can serve: in a pass that stops early (a key
-        that does not validate, a provider that is down), retiring keys whose grace ended are
-        still revoked (vault first, then the gateway) and audited."""
-        due = self.keys.take_due(p.record, p.now)
+        that does not validate, a provider that is down, a failed gateway or Kubernetes call),
+        retiring keys whose grace ended are still revoked (vault first, then the gateway) and
+        audited.
+
+        Only in a trusted pass: its status vouches that each retiring key's successor was
+        published, and when. An untrusted pass (one before it stopped half-way) cannot tell
+        whether agents ever got the successor, so only a pass that publishes it again starts
+        the grace (and the gateway-side expiry bounds the key meanwhile). Only keys that were
+        retiring when the pass began are candidates: one this pass retired may not have been
+        replaced in the agents' Secret yet.
+        """
+        record = record or p.record
+        if not p.trusted:
+            return []
+        retiring = {k.alias for k in p.start.state.keys if k.state == "retiring"}
+        due = self.keys.take_due(record, p.now, among=retiring)
         if not due:
             return []
-        await self.store.save(p.ref, p.record)
+        await self.store.save(p.ref, record)
         await self.keys.revoke(due)
-        return revoked_audits(due)
+        return due
+
+    async def _revoke_despite(self, p: Pass, failure: Outcome) -> Outcome:
+        """The failure exit's revocations: what was due is revoked even though the pass failed
+        (a gateway that refuses one call may take another), and the wake-up for the next
+        revocation survives the retry's backoff. Errors here change nothing: the failure
+        already says what went wrong, and the gateway-side expiry still ends the keys."""
+        saved = p.record.resource_version != p.start.resource_version
+        record = p.record if saved else p.start
+        try:
+            revoked = await self._revoke_due(p, record)
+        except (GatewayError, KubeError, VaultConflict) as exc:
+            log.info("%s: revocations wait for the next pass: %s", p.label, exc)
+            self.store.forget(p.ref.uid)
+            revoked = []
+        gone = {key.alias for key in revoked}
+        failure.audits += revoked_audits(revoked)
+        retiring = failure.status.get("retiringVirtualKeys") or []
+        failure.status["retiringVirtualKeys"] = [
+            r for r in retiring if r.get("alias") not in gone
+        ] or None
+        _, next_revocation = due_revocations(record.state, p.now)
+        if next_revocation is not None:
+            failure.wake_after = max(0.0, (next_revocation - self.deps.clock()).total_seconds())
+        return failure
 
     def _plan_key(self, p: Pass, shape: KeyShape) -> KeyChanges:
         if not p.trusted:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -129,9 +130,14 @@ class VirtualKeys:
             record.state = record.state.model_copy(update={"enabled_since": now})
         return key.model_copy(update={"state": "live"})
 
-    def take_due(self, record: Record, now: datetime) -> list[KeyRecord]:
-        """Retiring keys whose grace has ended, taken out of the record (revoke them next)."""
+    def take_due(
+        self, record: Record, now: datetime, *, among: Collection[str] | None = None
+    ) -> list[KeyRecord]:
+        """Retiring keys whose grace has ended (of ``among``, when given), taken out of the
+        record (revoke them next)."""
         aliases, _ = due_revocations(record.state, now)
+        if among is not None:
+            aliases = tuple(a for a in aliases if a in among)
         due = [k for k in record.state.keys if k.alias in aliases]
         record.state = forget(record.state, list(aliases))
         for key in due:
