@@ -246,14 +246,15 @@ class Reconciler:
         except VaultConflict:
             raise
         except (GatewayError, KubeError, DecryptionError) as exc:
-            return await self._revoke_despite(
-                p, self._failure(ref, spec, p.record, raw_status, exc, now)
-            )
+            error: Exception = exc
         except Exception as exc:  # a bug or a library surprise: say so in status, not only in a log
             log.exception("Unexpected error in the pass of %s/%s", ref.namespace, ref.name)
-            failure = self._failure(ref, spec, p.record, raw_status, _Unexpected(exc), now)
-            return await self._revoke_despite(p, failure)
-        return self._report_repair(ref.uid, outcome)
+            error = _Unexpected(exc)
+        else:
+            return self._report_repair(ref.uid, outcome)
+        return await self._revoke_despite(
+            p, self._failure(ref, spec, p.record, raw_status, error, now)
+        )
 
     def _boundary_refusal(
         self, ref: TenantRef, spec: TenantSpec, raw_status: Mapping[str, Any], now: datetime
@@ -608,9 +609,9 @@ class Reconciler:
         retiring when the pass began are candidates: one this pass retired may not have been
         replaced in the agents' Secret yet.
         """
-        record = record or p.record
         if not p.trusted:
             return []
+        record = record or p.record
         retiring = {k.alias for k in p.start.state.keys if k.state == "retiring"}
         due = self.keys.take_due(record, p.now, among=retiring)
         if not due:
