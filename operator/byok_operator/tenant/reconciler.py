@@ -45,7 +45,7 @@ from byok_operator.core.gateway import (
     platform_team,
 )
 from byok_operator.core.keys import due_revocations, hold_until, regrace
-from byok_operator.core.schedule import confirmed_deadlines
+from byok_operator.core.schedule import confirmed_deadlines, seconds_until
 from byok_operator.core.status import (
     budget_audits,
     budget_condition,
@@ -640,8 +640,7 @@ class Reconciler:
             r for r in retiring if r.get("alias") not in gone
         ] or None
         _, next_revocation = due_revocations(record.state, p.now)
-        if next_revocation is not None:
-            failure.wake_after = max(0.0, (next_revocation - self.deps.clock()).total_seconds())
+        failure.wake_after = seconds_until(next_revocation, self.deps.clock())
         return failure
 
     def _plan_key(self, p: Pass, shape: KeyShape) -> KeyChanges:
