@@ -360,6 +360,32 @@ def test_a_tenant_id_is_held_by_its_oldest_claim() -> None:
     assert holder("acme", [first, second]).namespace == "b"  # type: ignore[union-attr]
 
 
+def test_a_provisioned_claim_keeps_its_tenant_id_against_a_newcomer_of_the_same_second() -> None:
+    """The CI failure of session 14: the holder was Ready, a second claim created in the same
+    second had the smaller uid, and the tie-break handed it the tenant id."""
+    from byok_operator.core.boundaries import holder
+
+    created = "2026-01-01T00:00:00Z"
+    settled = {
+        "metadata": {"namespace": "a", "name": "first", "uid": "u-9", "creationTimestamp": created},
+        "spec": {"tenantId": "acme"},
+        "status": {"virtualKey": {"alias": "tlc-u-9-1"}},
+    }
+    newcomer = {
+        "metadata": {
+            "namespace": "b",
+            "name": "second",
+            "uid": "u-1",
+            "creationTimestamp": created,
+        },
+        "spec": {"tenantId": "acme"},
+        "status": {},
+    }
+    assert holder("acme", [newcomer, settled]).namespace == "a"  # type: ignore[union-attr]
+    older = {**newcomer, "metadata": {**newcomer["metadata"], "creationTimestamp": "2025-01-01"}}
+    assert holder("acme", [older, settled]).namespace == "a"  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("rotation", "message"),
     [

@@ -45,9 +45,12 @@ def platform_models_message(problems: list[str], catalogue: Iterable[str]) -> st
 
 @dataclass(frozen=True, order=True)
 class Claim:
-    """A resource claiming a tenant id; the oldest claim holds it (ties: the smaller uid), so
-    every operator replica and every restart agrees on the holder."""
+    """A resource claiming a tenant id. A claim already provisioned (its status names a virtual
+    key) holds it over one that is not, so a settled tenant never loses its id to a newcomer
+    created in the same second; then the oldest claim (ties: the smaller uid). Every input is
+    in the resources themselves, so every operator replica and every restart agrees."""
 
+    unprovisioned: bool  # False sorts first: provisioned claims win
     created: str  # metadata.creationTimestamp (RFC 3339 in UTC sorts as text)
     uid: str
     namespace: str = ""
@@ -62,6 +65,7 @@ def holder(tenant_id: str, bodies: Iterable[Mapping[str, Any]]) -> Claim | None:
     """The resource that holds ``tenant_id`` among ``bodies`` (being deleted ones never do)."""
     claims = [
         Claim(
+            not (body.get("status") or {}).get("virtualKey"),
             str(meta.get("creationTimestamp") or ""),
             str(meta["uid"]),
             str(meta.get("namespace") or ""),

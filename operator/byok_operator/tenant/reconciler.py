@@ -269,6 +269,7 @@ class Reconciler:
         own = {
             "metadata": {"uid": ref.uid, "creationTimestamp": ref.created},
             "spec": {"tenantId": spec.tenant_id},
+            "status": raw_status,
         }
         others = [b for b in self.deps.claims(spec.tenant_id) if b["metadata"]["uid"] != ref.uid]
         found = holder(spec.tenant_id, [own, *others])
