@@ -21,7 +21,7 @@ import pytest
 
 from byok_operator.crypto import fingerprint
 from harness.cluster import delete_namespace
-from harness.e2e import Tenants, canary, uid_of
+from harness.e2e import NOTHING, Tenants, canary, uid_of
 from harness.operator import OperatorProcess
 from harness.waiting import wait_for
 from stubs.provider_stub import ProviderStub
@@ -29,7 +29,6 @@ from stubs.provider_stub import ProviderStub
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
 MODEL = "gpt-4o-mini"
-NOTHING: dict[str, list[str]] = {"keys": [], "teams": [], "deployments": [], "credentials": []}
 
 
 def _platform(models: list[str] | None = None) -> dict[str, object]:

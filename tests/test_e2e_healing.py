@@ -29,7 +29,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from byok_operator.core.gateway import SENTINEL_KEY
 from byok_operator.crypto import fingerprint
 from harness import litellm as litellm_testbed
-from harness.e2e import Tenants, canary, condition_of, uid_of
+from harness.e2e import NOTHING, Tenants, canary, condition_of, uid_of
 from harness.litellm import LiteLLMTestbed
 from harness.operator import OPERATOR_NAMESPACE, OperatorProcess
 from harness.waiting import wait_for
@@ -39,7 +39,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
 MODEL = "gpt-4o-mini"
 SHARED = "byok-openai-gpt-4o-mini"  # the shared deployment every OpenAI BYOK tenant of MODEL uses
-NOTHING: dict[str, list[str]] = {"keys": [], "teams": [], "deployments": [], "credentials": []}
 # One sweep interval (BYOK_REPAIR_INTERVAL, 5 s in tests) + the repair pass, with slack for a
 # busy 2-core machine: the sweep wakes a drifted tenant at once, there is no per-tenant tick.
 REPAIR_DEADLINE = 20.0

@@ -5,23 +5,29 @@ that was committed before).
 
 Spec values the schema can refuse are in test_crd_validation.py (90+ cases against the real API
 server); these are the inputs only the operator can judge. Real API server, LiteLLM and
-provider stand-in.
+provider stand-in. The gateway's errors come from a fault-injecting proxy in front of the real
+LiteLLM (tests/stubs/fault_proxy.py): this module's operator calls LiteLLM's admin API through
+it, agents call LiteLLM directly, and a faulted request never reaches LiteLLM.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from byok_operator.crypto import fingerprint
-from harness.e2e import Tenants, canary, uid_of
+from harness.e2e import NOTHING, Tenants, canary, uid_of
+from harness.litellm import LiteLLMTestbed
 from harness.operator import OPERATOR_NAMESPACE, OperatorProcess
+from harness.waiting import wait_for
+from stubs.fault_proxy import FaultProxy
 from stubs.provider_stub import ProviderStub
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
@@ -29,6 +35,46 @@ pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 MODEL = "gpt-4o-mini"
 NAME = "victim"
 SECRET = "victim-keys"
+GATEWAY_TIMEOUT = 8  # the faulty operator's BYOK_GATEWAY_TIMEOUT: a stall outlasts it
+
+
+@dataclass
+class FaultyGateway:
+    proxy: FaultProxy
+    operator: OperatorProcess
+
+
+@pytest.fixture(scope="module")
+def faulty_gateway(
+    operator: OperatorProcess, litellm: LiteLLMTestbed, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultyGateway]:
+    """For this module, the suite's operator swapped for one whose LiteLLM calls pass through a
+    FaultProxy (published gateway URL: the real proxy's)."""
+    with FaultProxy.in_process(litellm.url, stall_seconds=3 * GATEWAY_TIMEOUT) as proxy:
+        env = {
+            **operator.env,
+            "LITELLM_URL": proxy.url,
+            "BYOK_GATEWAY_PUBLIC_URL": litellm.url,
+            "BYOK_GATEWAY_TIMEOUT": str(GATEWAY_TIMEOUT),
+        }
+        faulty = OperatorProcess(state_dir=tmp_path_factory.mktemp("faulty-operator"), env=env)
+        operator.stop()
+        try:
+            faulty.start()
+            yield FaultyGateway(proxy, faulty)
+        finally:
+            faulty.stop()
+            operator.start()
+
+
+@pytest.fixture
+def gateway(faulty_gateway: FaultyGateway) -> Iterator[FaultyGateway]:
+    """The faulty gateway, its faults cleared after each test (and before it, for safety)."""
+    faulty_gateway.proxy.clear()
+    try:
+        yield faulty_gateway
+    finally:
+        faulty_gateway.proxy.clear()
 
 
 @dataclass
@@ -38,6 +84,7 @@ class World:
     stub: ProviderStub
     good_key: str
     uid: str
+    faults: FaultProxy
 
     def put_key(self, value: str, *, key: str = "openai") -> None:
         self.tenants.put_secret(self.namespace, SECRET, {key: value})
@@ -58,6 +105,17 @@ class World:
 
     def kubectl(self, *args: str) -> None:
         self.tenants.cluster.kubectl(*args)
+
+    def rotate_virtual_key(self) -> None:
+        self.kubectl(
+            "annotate",
+            "tlc",
+            NAME,
+            "-n",
+            self.namespace,
+            "--overwrite",
+            f"llm.byok.io/rotate-virtual-key={datetime.now(UTC).timestamp()}",
+        )
 
 
 def _spec() -> dict[str, Any]:
@@ -96,6 +154,19 @@ def _edit_vault(world: World) -> None:
         "--overwrite",
         "llm.byok.io/rotate-virtual-key=after-the-edit",
     )
+
+
+def _gateway_fault(route: str, fault: str, *, then: str = "new-key") -> Callable[[World], None]:
+    """The gateway answers ``route`` ("METHOD /path-prefix") with ``fault``, then the tenant
+    changes in a way that needs that route: a new provider key (the credential is rewritten)
+    or a virtual-key rotation (a key is generated)."""
+    method, path = route.split(" ", 1)
+
+    def mutate(world: World) -> None:
+        world.faults.fail(method, path, fault)  # type: ignore[arg-type]
+        world.rotate_virtual_key() if then == "rotate" else world.new_key()
+
+    return mutate
 
 
 def _openai_key_as_anthropic(world: World) -> None:
@@ -221,6 +292,32 @@ CASES: dict[str, Case] = {
         "InvalidSpec",
         "BYOK gateway name",
     ),
+    # The gateway's answers, through the fault proxy
+    "gateway-500": (
+        _gateway_fault("PATCH /credentials/", "500"),
+        "GatewayUnavailable",
+        "LiteLLM update credential",
+    ),
+    "gateway-401-master-key-rejected": (
+        _gateway_fault("PATCH /credentials/", "401"),
+        "GatewayError",
+        "HTTP 401",
+    ),
+    "gateway-drops-the-connection": (
+        _gateway_fault("PATCH /credentials/", "drop"),
+        "GatewayUnavailable",
+        "cannot reach",
+    ),
+    "gateway-stalls": (
+        _gateway_fault("PATCH /credentials/", "stall"),
+        "GatewayUnavailable",
+        f"within {float(GATEWAY_TIMEOUT)}s",
+    ),
+    "gateway-garbage-200": (
+        _gateway_fault("POST /key/generate", "garbage", then="rotate"),
+        "GatewayError",
+        "unexpected response",
+    ),
     # The operator's own state
     "hand-edited-vault": (_edit_vault, "VaultUnreadable", "tlc-vault-"),
 }
@@ -228,7 +325,11 @@ CASES: dict[str, Case] = {
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
 def test_hostile_input_gets_a_clear_answer_and_breaks_nothing(
-    tenants: Tenants, namespace: str, provider_stub: ProviderStub, case: str
+    tenants: Tenants,
+    namespace: str,
+    provider_stub: ProviderStub,
+    gateway: FaultyGateway,
+    case: str,
 ) -> None:
     good = canary("openai")
     tenants.put_secret(namespace, SECRET, {"openai": good})
@@ -236,7 +337,7 @@ def test_hostile_input_gets_a_clear_answer_and_breaks_nothing(
     obj = tenants.wait_condition(namespace, NAME)
     virtual = tenants.virtual_key(namespace, NAME)
     assert virtual
-    world = World(tenants, namespace, provider_stub, good, uid_of(obj))
+    world = World(tenants, namespace, provider_stub, good, uid_of(obj), gateway.proxy)
     mutate, reason, fragment = CASES[case]
 
     mutate(world)
@@ -253,6 +354,82 @@ def test_hostile_input_gets_a_clear_answer_and_breaks_nothing(
     seen = len(provider_stub.requests(key=good))
     assert tenants.chat(virtual, MODEL).status_code == 200
     assert len(provider_stub.requests(key=good)) > seen, "the call did not carry the good key"
+
+
+def test_a_tenant_with_a_hand_edited_vault_can_still_be_deleted(
+    tenants: Tenants, namespace: str, provider_stub: ProviderStub, gateway: FaultyGateway
+) -> None:
+    """Deletion must not hang on a vault Secret that is not in the operator's format (the
+    finalizer used to fail on it every 60 s, forever, holding the namespace): the tenant's
+    gateway objects are found by name and removed, and the resource goes."""
+    good = canary("openai")
+    tenants.put_secret(namespace, SECRET, {"openai": good})
+    tenants.apply(namespace, NAME, _spec())
+    obj = tenants.wait_condition(namespace, NAME)
+    world = World(tenants, namespace, provider_stub, good, uid_of(obj), gateway.proxy)
+    _edit_vault(world)
+    tenants.wait_condition(namespace, NAME, status="False", reason="VaultUnreadable")
+    world.kubectl("delete", "tlc", NAME, "-n", namespace, "--wait=false")
+    wait_for(
+        lambda: tenants.get(namespace, NAME) is None,
+        timeout=30,
+        what="the tenant with the hand-edited vault to be deleted",
+    )
+    assert tenants.gateway_objects(world.uid) == NOTHING
+
+
+def test_a_failing_pass_still_revokes_the_keys_whose_grace_ended(
+    tenants: Tenants, namespace: str, provider_stub: ProviderStub, gateway: FaultyGateway
+) -> None:
+    """Issue 8.8: revocations happen on failing passes too. A replaced key's grace ends while
+    the operator is down; the first pass after the restart fails on a gateway error (a new
+    provider key whose credential update gets HTTP 500), and still deletes the replaced key in
+    LiteLLM and audits it, rather than leaving it to the gateway-side expiry and no audit."""
+    good = canary("openai")
+    tenants.put_secret(namespace, SECRET, {"openai": good})
+    tenants.apply(namespace, NAME, {**_spec(), "rotation": {"gracePeriod": "15s"}})
+    obj = tenants.wait_condition(namespace, NAME)
+    old = tenants.virtual_key(namespace, NAME)
+    world = World(tenants, namespace, provider_stub, good, uid_of(obj), gateway.proxy)
+    world.rotate_virtual_key()
+    retiring = wait_for(
+        lambda: ((tenants.get(namespace, NAME) or {}).get("status") or {}).get(
+            "retiringVirtualKeys"
+        ),
+        timeout=30,
+        what="status to list the replaced key as retiring",
+    )
+    assert tenants.virtual_key(namespace, NAME) != old
+    gateway.operator.stop()
+    try:
+        assert len(tenants.gateway_objects(world.uid)["keys"]) == 2, (
+            "revoked before its grace ended"
+        )
+        revoke_after = datetime.fromisoformat(retiring[0]["revokeAfter"].replace("Z", "+00:00"))
+        gateway.proxy.fail("PATCH", "/credentials/", "500")
+        world.new_key()
+        wait_for(
+            lambda: datetime.now(UTC) > revoke_after,
+            timeout=40,
+            what="the replaced key's grace to end with the operator down",
+        )
+    finally:
+        gateway.operator.start()
+    tenants.wait_condition(namespace, NAME, status="False", reason="GatewayUnavailable")
+    wait_for(
+        lambda: len(tenants.gateway_objects(world.uid)["keys"]) == 1,
+        timeout=20,
+        what="the failing pass to delete the replaced key in LiteLLM",
+    )
+    assert gateway.proxy.hits("PATCH", "/credentials/") >= 1, "the pass did not fail as planned"
+    revoked = [
+        a
+        for a in gateway.operator.audit_lines()
+        if a["audit"] == "VIRTUAL_KEY_REVOKED" and a["name"] == NAME
+    ]
+    assert revoked, "the revocation was not audited"
+    status = (tenants.get(namespace, NAME) or {})["status"]
+    assert not status.get("retiringVirtualKeys"), status.get("retiringVirtualKeys")
 
 
 def test_a_malformed_encryption_key_stops_the_start_with_a_clear_message(

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from harness.e2e import Tenants, canary, uid_of
+from harness.e2e import NOTHING, Tenants, canary, uid_of
 from harness.litellm import LiteLLMTestbed
 from harness.operator import PLATFORM_KEY, OperatorProcess
 from harness.waiting import wait_for
@@ -24,7 +24,6 @@ pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
 MODEL = "gpt-4o-mini"
 SHARED = "byok-openai-gpt-4o-mini"  # the shared deployment (DESIGN §6) BYOK tenants of MODEL use
-NOTHING: dict[str, list[str]] = {"keys": [], "teams": [], "deployments": [], "credentials": []}
 CRASH_ROUNDS = int(os.environ.get("BYOK_CRASH_ROUNDS", "20"))
 
 

@@ -18,6 +18,9 @@ from harness.operator import OPERATOR_NAMESPACE, OperatorProcess, operator_env
 from harness.waiting import wait_for
 from stubs.provider_stub import ProviderStub
 
+# What tests.gateway_objects() returns for a tenant with nothing left in the gateway.
+NOTHING: dict[str, list[str]] = {"keys": [], "teams": [], "deployments": [], "credentials": []}
+
 
 def canary(provider: str) -> str:
     """A fresh provider key that tests plant and later search for everywhere."""

@@ -308,12 +308,12 @@ class Reconciler:
         a gateway with them ever answers again. Raises GatewayError while the gateway is down.
         """
         async with self.lock(ref.uid):
-            record = await self.store.reload(ref)
+            record = await self._readable_record(ref)
             if not abandon_gateway:
-                await self.keys.revoke(record.state.keys)
+                await self.keys.revoke(record.state.keys if record else [])
                 await self.keys.delete_strays(ref, Record(VaultState(), {}))
                 await self.provisioner.remove_all(ref)
-                if record.state.gateway_model < 2 and not record.state.is_new():
+                if record is None or (record.state.gateway_model < 2 and not record.state.is_new()):
                     await self.provisioner.remove_legacy_deployments(ref)
             await self.store.delete(ref)
             await self.deps.kube.delete_secret(ref.namespace, gateway_secret_name(ref.name))
@@ -334,6 +334,21 @@ class Reconciler:
                 "Removed the tenant's virtual keys, teams and credentials from the gateway.",
             )
         ]
+
+    async def _readable_record(self, ref: TenantRef) -> Record | None:
+        """The vault record for a deletion, or None when the vault Secret is not in the
+        operator's format (edited by hand): deletion then finds the tenant's keys, team and
+        credentials in the gateway by their names, rather than hanging on the finalizer."""
+        try:
+            return await self.store.reload(ref)
+        except (ValidationError, ValueError):
+            log.warning(
+                "%s/%s: the vault Secret is not in the operator's format; deleting what the "
+                "gateway holds under the tenant's names instead",
+                ref.namespace,
+                ref.name,
+            )
+            return None
 
     def deletion_blocked(
         self, ref: TenantRef, raw_status: Mapping[str, Any], exc: GatewayError
@@ -607,17 +622,20 @@ class Reconciler:
         published, and when. An untrusted pass (one before it stopped half-way) cannot tell
         whether agents ever got the successor, so only a pass that publishes it again starts
         the grace (and the gateway-side expiry bounds the key meanwhile). Only keys that were
-        retiring when the pass began are candidates: one this pass retired may not have been
-        replaced in the agents' Secret yet.
+        retiring, and due, when the pass began are candidates: one this pass retired may not
+        have been replaced in the agents' Secret yet. A failed pass may already have saved a
+        record without them (its plan took them out, to revoke after its gateway writes):
+        those are revoked too, with nothing left to save.
         """
         if not p.trusted:
             return []
-        record = record or p.record
-        retiring = {k.alias for k in p.start.state.keys if k.state == "retiring"}
-        due = self.keys.take_due(record, p.now, among=retiring)
+        aliases, _ = due_revocations(p.start.state, p.now)
+        due = [k for k in p.start.state.keys if k.alias in aliases]
         if not due:
             return []
-        await self.store.save(p.ref, record)
+        record = record or p.record
+        if self.keys.take_due(record, p.now, among=aliases):
+            await self.store.save(p.ref, record)
         await self.keys.revoke(due)
         return due
 
@@ -634,11 +652,13 @@ class Reconciler:
             log.info("%s: revocations wait for the next pass: %s", p.label, exc)
             self.store.forget(p.ref.uid)
             revoked = []
-        gone = {key.alias for key in revoked}
         failure.audits += revoked_audits(revoked)
+        # The status the pass was handed may predate an earlier pass's revocations: list only
+        # retiring keys the vault still holds.
+        held = {key.alias for key in record.state.keys} - {key.alias for key in revoked}
         retiring = failure.status.get("retiringVirtualKeys") or []
         failure.status["retiringVirtualKeys"] = [
-            r for r in retiring if r.get("alias") not in gone
+            r for r in retiring if r.get("alias") in held
         ] or None
         _, next_revocation = due_revocations(record.state, p.now)
         failure.wake_after = seconds_until(next_revocation, self.deps.clock())
