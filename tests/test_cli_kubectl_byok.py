@@ -456,3 +456,87 @@ def test_kubectl_finds_the_plugin(cluster: Cluster, listed_tenants: str, plugin_
     assert result.returncode == 0, result.stderr
     assert "acme-corp" in result.stdout
     assert CANARY_OPENAI not in result.stdout + result.stderr
+
+
+# --- key sources and the costs table (pure) ---------------------------------------------------
+
+
+def _sources(stdin: str = "", secrets: dict[str, dict[str, str]] | None = None) -> Any:
+    from byok_operator.cli.key_sources import KeySources
+
+    found = secrets or {}
+    return KeySources(
+        read_secret=lambda name, key: found.get(name, {}).get(key),
+        stdin=io.StringIO(stdin),
+        environ={"MY_KEY": CANARY_OPENAI},
+    )
+
+
+def test_key_sources_read_files_env_secrets_and_stdin(tmp_path: Path) -> None:
+    from byok_operator.cli.key_sources import read_key
+
+    key_file = tmp_path / "key"
+    key_file.write_text(CANARY_OPENAI + "\n")
+    openai = api.Provider.OPENAI
+    assert read_key(openai, f"file:{key_file}", _sources()) == CANARY_OPENAI
+    assert read_key(openai, "env:MY_KEY", _sources()) == CANARY_OPENAI
+    assert read_key(openai, "-", _sources(CANARY_OPENAI + "\r\n")) == CANARY_OPENAI
+    held = {"keys": {"openai": CANARY_OPENAI, "other": CANARY_ANTHROPIC}}
+    assert read_key(openai, "secret:keys", _sources(secrets=held)) == CANARY_OPENAI
+    assert read_key(openai, "secret:keys/other", _sources(secrets=held)) == CANARY_ANTHROPIC
+    # Only one trailing newline goes: the operator judges the rest (and names it precisely).
+    key_file.write_text(CANARY_OPENAI + "\n\n")
+    assert read_key(openai, f"file:{key_file}", _sources()) == CANARY_OPENAI + "\n"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (CANARY_OPENAI, "not the key itself"),
+        ("sk-short", "not the key itself"),
+        ("file:", "not the key itself"),
+        ("env:UNSET_VARIABLE", "UNSET_VARIABLE is not set"),
+        ("file:/no/such/file", "cannot read it"),
+        ("secret:missing", "has no data key 'openai'"),
+    ],
+)
+def test_bad_key_sources_say_what_to_do_without_echoing(source: str, message: str) -> None:
+    from byok_operator.cli.key_sources import KeySourceError, read_key
+
+    with pytest.raises(KeySourceError, match=message) as caught:
+        read_key(api.Provider.OPENAI, source, _sources())
+    assert CANARY_OPENAI not in str(caught.value)
+
+
+def test_only_one_key_comes_from_stdin() -> None:
+    from byok_operator.cli.key_sources import KeySourceError, read_keys
+
+    both = {api.Provider.OPENAI: "-", api.Provider.ANTHROPIC: "-"}
+    with pytest.raises(KeySourceError, match="only one key can come from stdin"):
+        read_keys(both, _sources())
+
+
+def test_costs_table_and_totals() -> None:
+    from byok_operator.admin.costs import cost_row, costs_json, format_costs
+
+    def tlc(name: str, mode: str, spend: str, budget: dict[str, str] | None) -> dict[str, Any]:
+        spec: dict[str, Any] = {"mode": mode}
+        if budget:
+            spec["platform"] = {"budget": budget}
+        meta = {"namespace": "ns", "name": name}
+        return {"metadata": meta, "spec": spec, "status": {"mode": mode, "spend": spend}}
+
+    rows = [
+        cost_row(tlc("own", "BYOK", "N/A", None)),
+        cost_row(tlc("paid", "Platform", "$125.50", {"maxUSD": "500", "period": "30d"})),
+        cost_row(tlc("free", "Platform", "$4.50", None)),
+    ]
+    table = format_costs(rows, all_namespaces=False).splitlines()
+    assert table[0].split() == ["TENANT", "MODE", "TOTAL", "BUDGET", "USED"]
+    assert table[1].split() == ["own", "BYOK", "N/A", "Own", "Keys", "-"]
+    assert table[2].split() == ["paid", "Platform", "$125.50", "$500.00/30d", "25.1%"]
+    assert table[3].split() == ["free", "Platform", "$4.50", "-", "-"]
+    assert table[-1].split() == ["TOTAL", "(Platform)", "$130.00", "$500.00", "26.0%"]
+    data = costs_json(rows)
+    assert data["total"] == {"total_usd": "130.00", "budget_usd": "500", "share_used": 0.26}
+    assert data["tenants"][0]["total_usd"] is None

@@ -1,14 +1,21 @@
 """``kubectl byok``: the operator's kubectl plugin for platform admins.
 
-    kubectl byok status [NAME] [-n NS | -A]      tenants at a glance
-    kubectl byok rotate-virtual-key NAME [-n NS] ask the operator for a new virtual key
-    kubectl byok keygen                          a new Fernet key for the encryption Secret
-    kubectl byok fingerprint < KEY               the fingerprint status shows for a key
+    kubectl byok status [NAME] [-n NS | -A]        tenants at a glance (NAME: with audit events)
+    kubectl byok costs [-n NS | -A] [-o json]      spend and budgets across tenants
+    kubectl byok test-keys --openai SRC ...        validate keys, save nothing
+    kubectl byok enable NAME --openai SRC ...      test, store, switch to BYOK, wait for Ready
+    kubectl byok rotate NAME --openai SRC ...      test, replace the tenant's key, wait
+    kubectl byok revert NAME [--yes]               back to the platform's keys, after confirming
+    kubectl byok rotate-virtual-key NAME [-n NS]   ask the operator for a new virtual key
+    kubectl byok keygen                            a new Fernet key for the encryption Secret
+    kubectl byok fingerprint < KEY                 the fingerprint status shows for a key
 
 kubectl finds the plugin as the ``kubectl-byok`` executable on PATH (this package's console
 script). It talks to the API server with the current kubeconfig (``--kubeconfig``,
-``--context``, ``-n``). It never reads a Secret: status carries fingerprints, aliases and
-hashes, never a key, and a viewer with read access to TenantLLMConfigs alone can run status.
+``--context``, ``-n``). status and costs never read a Secret: status carries fingerprints,
+aliases and hashes, never a key, and a viewer with read access to TenantLLMConfigs alone can
+run them. Keys for test-keys, enable and rotate come from a file, stdin, an environment
+variable or a Secret, never from an argument (key_sources.py); no output ever shows a key.
 """
 
 from __future__ import annotations
@@ -24,6 +31,17 @@ from typing import Any, TextIO
 from cryptography.fernet import Fernet
 
 from byok_operator import api
+from byok_operator.admin.actions import (
+    Waiting,
+    run_enable,
+    run_revert,
+    run_rotate_keys,
+    validate_keys,
+)
+from byok_operator.admin.cluster import TenantClient
+from byok_operator.admin.costs import cost_row, costs_json, format_costs
+from byok_operator.admin.errors import AdminError
+from byok_operator.cli.key_sources import SOURCE_HELP, KeySourceError, KeySources, read_keys
 from byok_operator.crypto import fingerprint
 from byok_operator.models import parse_duration
 
@@ -267,108 +285,69 @@ class Target:
     all_namespaces: bool
 
 
-class Tenants:
-    """TenantLLMConfigs through the official client: only the custom-objects API, never Secrets."""
+def connect(target: Target) -> TenantClient:
+    """A client for the kubeconfig's cluster, in ``-n`` or the context's namespace."""
+    # Imported here: keygen and fingerprint need no cluster, nor the client's import time.
+    from kubernetes import config
+    from kubernetes.config.config_exception import ConfigException
 
-    def __init__(self, target: Target) -> None:
-        # Imported here: keygen and fingerprint need no cluster, nor the client's import time.
-        from kubernetes import client, config
-        from kubernetes.config.config_exception import ConfigException
-
-        try:
-            api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=target.kubeconfig, context=target.context, persist_config=False
-            )
-            contexts, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-                config_file=target.kubeconfig
-            )
-        except (ConfigException, OSError) as exc:
-            raise PluginError(f"cannot load the kubeconfig: {exc}") from None
-        chosen = next((c for c in contexts if c.get("name") == target.context), active)
-        context_namespace = _mapping(_mapping(chosen).get("context")).get("namespace")
-        self.namespace: str = target.namespace or str(context_namespace or "default")
-        self._custom = client.CustomObjectsApi(api_client)
-
-    def list(self, all_namespaces: bool) -> list[dict[str, Any]]:
-        if all_namespaces:
-            found = self._call(
-                "listing TenantLLMConfigs in all namespaces",
-                self._custom.list_cluster_custom_object,
-                api.GROUP,
-                api.VERSION,
-                api.PLURAL,
-            )
-        else:
-            found = self._call(
-                f"listing TenantLLMConfigs in namespace {self.namespace}",
-                self._custom.list_namespaced_custom_object,
-                api.GROUP,
-                api.VERSION,
-                self.namespace,
-                api.PLURAL,
-            )
-        items: list[dict[str, Any]] = list(_mapping(found).get("items") or [])
-        return sorted(items, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
-
-    def get(self, name: str) -> dict[str, Any]:
-        found: dict[str, Any] = self._call(
-            f"reading TenantLLMConfig {self.namespace}/{name}",
-            self._custom.get_namespaced_custom_object,
-            api.GROUP,
-            api.VERSION,
-            self.namespace,
-            api.PLURAL,
-            name,
-        )
-        return found
-
-    def annotate(self, name: str, annotations: Mapping[str, str]) -> None:
-        self._call(
-            f"annotating TenantLLMConfig {self.namespace}/{name}",
-            self._custom.patch_namespaced_custom_object,
-            api.GROUP,
-            api.VERSION,
-            self.namespace,
-            api.PLURAL,
-            name,
-            {"metadata": {"annotations": dict(annotations)}},
-            _content_type="application/merge-patch+json",
-        )
-
-    def _call(self, action: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        try:
-            return method(*args, **kwargs)
-        except ApiException as exc:
-            raise PluginError(f"{action}: {_api_problem(exc.status, exc.body)}") from None
-        except HTTPError as exc:
-            raise PluginError(f"{action}: cannot reach the API server ({exc})") from None
-
-
-def _api_problem(code: int | None, body: object) -> str:
-    """The API server's own message, plus what to do for the common cases."""
     try:
-        message = str(json.loads(body).get("message", "")) if isinstance(body, str | bytes) else ""
-    except ValueError:
-        message = ""
-    hints = {
-        403: "ask for get/list/patch on tenantllmconfigs.llm.byok.io in that namespace",
-        404: f"not found (is the {api.CRD_NAME} CRD installed, and the name right?)",
-    }
-    return "; ".join(part for part in (message or f"HTTP {code}", hints.get(code or 0)) if part)
+        api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=target.kubeconfig, context=target.context, persist_config=False
+        )
+        contexts, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
+            config_file=target.kubeconfig
+        )
+    except (ConfigException, OSError) as exc:
+        raise PluginError(f"cannot load the kubeconfig: {exc}") from None
+    chosen = next((c for c in contexts if c.get("name") == target.context), active)
+    context_namespace = _mapping(_mapping(chosen).get("context")).get("namespace")
+    return TenantClient(api_client, target.namespace or str(context_namespace or "default"))
+
+
+def gather_keys(
+    tenants: TenantClient, sources: Mapping[api.Provider, str], stdin: TextIO
+) -> dict[api.Provider, str]:
+    def secret_value(name: str, data_key: str) -> str | None:
+        found = tenants.secret(name)
+        return found.data.get(data_key) if found else None
+
+    return read_keys(sources, KeySources(read_secret=secret_value, stdin=stdin))
 
 
 # --- commands -------------------------------------------------------------------------------
 
 
-def run_status(tenants: Tenants, name: str | None, all_namespaces: bool, out: TextIO) -> int:
+def format_costs_line(obj: Mapping[str, Any]) -> str:
+    """How the tenant pays, in the dashboard's words."""
+    status = _mapping(obj.get("status"))
+    if _mode(_mapping(obj.get("spec")), status).startswith(api.Mode.BYOK.value):
+        return "Costs: Using own keys 🔑 (spend is on the tenant's provider accounts: N/A here)\n"
+    spend, budget = status.get("spend") or EMPTY, status.get("budget") or "N/A"
+    line = f"Costs: {spend} spent of budget {budget}"
+    if status.get("spendUpdatedAt"):
+        line += f" (read from the gateway at {status['spendUpdatedAt']})"
+    return line + "\n"
+
+
+def format_audit(events: Sequence[Mapping[str, str]] | None) -> str:
+    if events is None:
+        return "\nRecent audit events: not readable (needs list on events in this namespace)\n"
+    lines = ["", "Recent audit events:"]
+    lines += [f"  {e['time']}  {e['reason']}: {e['message']}" for e in events]
+    if not events:
+        lines.append("  none in the API server's event window (events expire after about 1h)")
+    return "\n".join(lines) + "\n"
+
+
+def run_status(tenants: TenantClient, name: str | None, all_namespaces: bool, out: TextIO) -> int:
     now = datetime.now(UTC)
     if name is not None:
         obj = tenants.get(name)
         out.write(format_table([status_row(obj, now)], all_namespaces=False))
         out.write(format_details(obj, now))
+        out.write("\n" + format_costs_line(obj))
+        out.write(format_audit(tenants.audit_events(obj)))
         return 0
     items = tenants.list(all_namespaces)
     if not items:
@@ -395,7 +374,7 @@ def _is_zero(duration: str) -> bool:
         return False
 
 
-def run_rotate(tenants: Tenants, name: str, out: TextIO) -> int:
+def run_rotate(tenants: TenantClient, name: str, out: TextIO) -> int:
     obj = tenants.get(name)
     meta, spec = _mapping(obj.get("metadata")), _mapping(obj.get("spec"))
     status = _mapping(obj.get("status"))
@@ -542,7 +521,62 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "fingerprint", help="print the fingerprint of the key on stdin, as status shows it"
     )
+    _action_parsers(sub, options)
     return parser
+
+
+def _key_options(parser: argparse.ArgumentParser) -> None:
+    for provider in api.Provider:
+        parser.add_argument(
+            f"--{provider.value}",
+            metavar="SOURCE",
+            default=None,
+            help=f"where the {provider.value} key is: {SOURCE_HELP}",
+        )
+
+
+def _wait_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for the operator (default: %(default)s)",
+    )
+
+
+def _action_parsers(sub: Any, options: argparse.ArgumentParser) -> None:
+    costs = sub.add_parser(
+        "costs", parents=[options], help="the costs dashboard: spend and budget per tenant"
+    )
+    costs.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    test = sub.add_parser(
+        "test-keys", parents=[options], help="validate provider keys without saving anything"
+    )
+    _key_options(test)
+    test.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    enable = sub.add_parser(
+        "enable", parents=[options], help="test the keys, store them and switch NAME to BYOK"
+    )
+    enable.add_argument("name", help="the TenantLLMConfig (created when missing)")
+    _key_options(enable)
+    enable.add_argument("--secret", help="the key Secret (default: NAME-llm-keys)")
+    enable.add_argument("--tenant-id", help="spec.tenantId on create (default: NAME)")
+    _wait_options(enable)
+    rotate = sub.add_parser(
+        "rotate", parents=[options], help="test new provider key(s) and put them in place"
+    )
+    rotate.add_argument("name", help="the TenantLLMConfig, in BYOK mode")
+    _key_options(rotate)
+    _wait_options(rotate)
+    revert = sub.add_parser(
+        "revert", parents=[options], help="back to the platform's keys (clears the BYOK setup)"
+    )
+    revert.add_argument("name", help="the TenantLLMConfig")
+    revert.add_argument("--yes", action="store_true", help="skip the typed confirmation")
+    revert.add_argument(
+        "--keep-secrets", action="store_true", help="keep key Secrets made by `enable`"
+    )
+    _wait_options(revert)
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -565,10 +599,97 @@ def _dispatch(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error("-A/--all-namespaces lists TenantLLMConfigs; it takes no NAME")
     if target.all_namespaces and target.namespace:
         parser.error("use either -n/--namespace or -A/--all-namespaces")
-    tenants = Tenants(target)
+    if target.all_namespaces and args.command not in ("status", "costs"):
+        parser.error("-A/--all-namespaces applies to status and costs only")
+    tenants = connect(target)
     if args.command == "status":
         return run_status(tenants, args.name, target.all_namespaces, out)
-    return run_rotate(tenants, args.name, out)
+    if args.command == "rotate-virtual-key":
+        return run_rotate(tenants, args.name, out)
+    if args.command == "costs":
+        return run_costs(tenants, target.all_namespaces, args.output, out)
+    return _run_action(args, tenants, out)
+
+
+def _run_action(args: argparse.Namespace, tenants: TenantClient, out: TextIO) -> int:
+    sources = {p: src for p in api.Provider if (src := getattr(args, p.value, None))}
+    if not sources and args.command in ("test-keys", "enable", "rotate"):
+        raise PluginError(
+            f"{args.command} needs at least one key: --openai SOURCE and/or --anthropic SOURCE "
+            f"({SOURCE_HELP})"
+        )
+    try:
+        keys = gather_keys(tenants, sources, sys.stdin) if sources else {}
+        if args.command == "test-keys":
+            return run_test_keys(keys, args.output, out)
+        waiting = Waiting(timeout=args.timeout)
+        if args.command == "enable":
+            obj = run_enable(
+                tenants,
+                args.name,
+                keys,
+                out,
+                secret=args.secret,
+                tenant_id=args.tenant_id,
+                waiting=waiting,
+            )
+        elif args.command == "rotate":
+            obj = run_rotate_keys(tenants, args.name, keys, out, waiting=waiting)
+        else:
+            interactive = None if args.yes else _confirmation(args.name)
+            found = run_revert(
+                tenants,
+                args.name,
+                out,
+                confirm=interactive,
+                keep_secrets=args.keep_secrets,
+                waiting=waiting,
+            )
+            if found is None:
+                return 0
+            obj = found
+    except (AdminError, KeySourceError) as exc:
+        raise PluginError(str(exc)) from None
+    return run_status_of(tenants, obj, out)
+
+
+def _confirmation(name: str) -> Callable[[], str]:
+    if not sys.stdin.isatty():
+        raise PluginError(
+            f"revert {name} asks for a typed confirmation; stdin is not a terminal. In a "
+            "script, pass --yes."
+        )
+    return sys.stdin.readline
+
+
+def run_test_keys(keys: Mapping[api.Provider, str], output: str, out: TextIO) -> int:
+    reports = validate_keys(keys, None)
+    if output == "json":
+        out.write(json.dumps({p.value: r.as_json() for p, r in reports.items()}, indent=2) + "\n")
+    else:
+        from byok_operator.providers.report import format_reports
+
+        out.write(format_reports(reports) + "\n")
+    return 0 if all(r.valid for r in reports.values()) else 1
+
+
+def run_costs(tenants: TenantClient, all_namespaces: bool, output: str, out: TextIO) -> int:
+    rows = [cost_row(o) for o in tenants.list(all_namespaces)]
+    if output == "json":
+        out.write(json.dumps(costs_json(rows), indent=2) + "\n")
+    elif not rows:
+        where = "" if all_namespaces else f" in namespace {tenants.namespace}"
+        out.write(f"No TenantLLMConfigs found{where}.\n")
+    else:
+        out.write(format_costs(rows, all_namespaces=all_namespaces))
+    return 0
+
+
+def run_status_of(tenants: TenantClient, obj: Mapping[str, Any], out: TextIO) -> int:
+    now = datetime.now(UTC)
+    out.write("\n" + format_table([status_row(obj, now)], all_namespaces=False))
+    out.write(format_costs_line(obj))
+    return 0
 
 
 def main(argv: Iterable[str] | None = None) -> int:
@@ -576,7 +697,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     args = parser.parse_args(None if argv is None else list(argv))
     try:
         return _dispatch(args, parser)
-    except PluginError as exc:
+    except (PluginError, AdminError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,236 @@
+"""TenantLLMConfigs and their key Secrets through the official Kubernetes client: what
+`kubectl byok` and the BYOK HTTP API read and write. Errors are AdminErrors with an HTTP-like
+status, so each front end answers in its own terms (an exit code, a response)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from byok_operator import api
+from byok_operator.admin.actions import FIELD_MANAGER, SecretView
+from byok_operator.admin.errors import AdminError, Conflict, Forbidden, Invalid, NotFound
+
+
+class TenantClient:
+    """One namespace's view (``namespace``); ``in_namespace`` gives another's. status and
+    costs use only the custom-objects API: a viewer without access to Secrets can run them."""
+
+    def __init__(self, api_client: Any, namespace: str) -> None:
+        from kubernetes import client
+
+        self.api_client = api_client
+        self.namespace = namespace
+        self._custom = client.CustomObjectsApi(api_client)
+        self._core = client.CoreV1Api(api_client)
+
+    def in_namespace(self, namespace: str) -> TenantClient:
+        return TenantClient(self.api_client, namespace)
+
+    def list(self, all_namespaces: bool, *, limit: int | None = None) -> list[dict[str, Any]]:
+        if all_namespaces:
+            found = self._call(
+                "listing TenantLLMConfigs in all namespaces",
+                self._custom.list_cluster_custom_object,
+                api.GROUP,
+                api.VERSION,
+                api.PLURAL,
+                **({"limit": limit} if limit else {}),
+            )
+        else:
+            found = self._call(
+                f"listing TenantLLMConfigs in namespace {self.namespace}",
+                self._custom.list_namespaced_custom_object,
+                api.GROUP,
+                api.VERSION,
+                self.namespace,
+                api.PLURAL,
+            )
+        items: list[dict[str, Any]] = list(_mapping(found).get("items") or [])
+        return sorted(items, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
+
+    def get(self, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = self._call(
+            f"reading TenantLLMConfig {self.namespace}/{name}",
+            self._custom.get_namespaced_custom_object,
+            api.GROUP,
+            api.VERSION,
+            self.namespace,
+            api.PLURAL,
+            name,
+        )
+        return found
+
+    def annotate(self, name: str, annotations: Mapping[str, str]) -> None:
+        self._call(
+            f"annotating TenantLLMConfig {self.namespace}/{name}",
+            self._custom.patch_namespaced_custom_object,
+            api.GROUP,
+            api.VERSION,
+            self.namespace,
+            api.PLURAL,
+            name,
+            {"metadata": {"annotations": dict(annotations)}},
+            _content_type="application/merge-patch+json",
+        )
+
+    def namespace_exists(self, namespace: str) -> bool:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self._core.read_namespace(namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise api_error(f"reading namespace {namespace}", exc.status, exc.body) from None
+        return True
+
+    def find(self, name: str) -> dict[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            found: dict[str, Any] = self._custom.get_namespaced_custom_object(  # type: ignore[assignment]
+                api.GROUP, api.VERSION, self.namespace, api.PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise api_error(
+                f"reading TenantLLMConfig {self.namespace}/{name}", exc.status, exc.body
+            ) from None
+        return found
+
+    def apply(self, body: Mapping[str, Any]) -> None:
+        """Server-side apply as kubectl-byok (forced: the admin asked for these fields)."""
+        name = body["metadata"]["name"]
+        self._call(
+            f"applying TenantLLMConfig {self.namespace}/{name}",
+            self._custom.patch_namespaced_custom_object,
+            api.GROUP,
+            api.VERSION,
+            self.namespace,
+            api.PLURAL,
+            name,
+            dict(body),
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+
+    def patch_spec(self, name: str, patch: Mapping[str, Any]) -> None:
+        self._call(
+            f"updating TenantLLMConfig {self.namespace}/{name}",
+            self._custom.patch_namespaced_custom_object,
+            api.GROUP,
+            api.VERSION,
+            self.namespace,
+            api.PLURAL,
+            name,
+            {"spec": dict(patch)},
+            field_manager=FIELD_MANAGER,
+            _content_type="application/merge-patch+json",
+        )
+
+    def secret(self, name: str) -> SecretView | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            found = self._core.read_namespaced_secret(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise api_error(
+                f"reading Secret {self.namespace}/{name}", exc.status, exc.body
+            ) from None
+        data = {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
+        labels = found.metadata.labels if found.metadata else None
+        return SecretView(data, dict(labels or {}))
+
+    def apply_secret(self, name: str, data: Mapping[str, str], labels: Mapping[str, str]) -> None:
+        """Server-side apply of these data keys and labels only (other keys stay)."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": self.namespace, "labels": dict(labels)},
+            "type": "Opaque",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
+        self._call(
+            f"applying Secret {self.namespace}/{name}",
+            self._core.patch_namespaced_secret,
+            name,
+            self.namespace,
+            body,
+            field_manager=FIELD_MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+
+    def delete_secret(self, name: str) -> None:
+        self._call(
+            f"deleting Secret {self.namespace}/{name}",
+            self._core.delete_namespaced_secret,
+            name,
+            self.namespace,
+        )
+
+    def audit_events(
+        self, obj: Mapping[str, Any], limit: int = 5
+    ) -> Sequence[Mapping[str, str]] | None:
+        """The latest audit Events of a tenant, oldest first; None when Events are not
+        readable (status still works with read access to TenantLLMConfigs alone)."""
+        from kubernetes.client.exceptions import ApiException
+
+        uid = _mapping(obj.get("metadata")).get("uid")
+        try:
+            found = self._core.list_namespaced_event(
+                self.namespace, field_selector=f"involvedObject.uid={uid}"
+            )
+        except ApiException:
+            return None
+        audits = {a.value for a in api.AuditAction}
+        events = [
+            {
+                "time": str(e.last_timestamp or e.event_time or e.first_timestamp or ""),
+                "reason": str(e.reason),
+                "message": str(e.message or ""),
+            }
+            for e in found.items
+            if e.reason in audits
+        ]
+        return sorted(events, key=lambda e: e["time"])[-limit:]
+
+    def _call(self, action: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return method(*args, **kwargs)
+        except ApiException as exc:
+            raise api_error(action, exc.status, exc.body) from None
+        except HTTPError as exc:
+            raise AdminError(f"{action}: cannot reach the API server ({exc})") from None
+
+
+def api_error(action: str, code: int | None, body: object) -> AdminError:
+    kind = {403: Forbidden, 404: NotFound, 409: Conflict, 422: Invalid}.get(code or 0, AdminError)
+    return kind(f"{action}: {_api_problem(code, body)}")
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _api_problem(code: int | None, body: object) -> str:
+    """The API server's own message, plus what to do for the common cases."""
+    try:
+        message = str(json.loads(body).get("message", "")) if isinstance(body, str | bytes) else ""
+    except ValueError:
+        message = ""
+    hints = {
+        403: "ask for get/list/patch on tenantllmconfigs.llm.byok.io in that namespace",
+        404: f"not found (is the {api.CRD_NAME} CRD installed, and the name right?)",
+    }
+    return "; ".join(part for part in (message or f"HTTP {code}", hints.get(code or 0)) if part)
