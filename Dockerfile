@@ -3,7 +3,8 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator ./operator
-RUN pip install --no-cache-dir --prefix=/install .
+# With the API extra, the same image serves `byok-operator api` (the chart's optional component).
+RUN pip install --no-cache-dir --prefix=/install ".[api]"
 
 FROM python:3.11-slim
 COPY --from=build /install /usr/local

@@ -1,4 +1,4 @@
-"""``byok-operator``: run the operator, or make an encryption key."""
+"""``byok-operator``: run the operator or the BYOK HTTP API, or make an encryption key."""
 
 from __future__ import annotations
 
@@ -41,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         default="text",
         help="json: one JSON object per line with the object reference",
     )
+    http = sub.add_parser(
+        "api",
+        help="serve the BYOK HTTP API for the admin panel (needs ADMIN_API_KEY; see README)",
+    )
+    http.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    http.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0: any)")
     sub.add_parser("keygen", help="print a new Fernet encryption key")
     sub.add_parser("version", help="print the version")
     args = parser.parse_args(argv)
@@ -50,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(__version__)
         return 0
+    if args.command == "api":
+        from byok_operator.webapi import serve
+
+        return serve(args.host, args.port)
     return _run(args)
 
 
