@@ -169,6 +169,7 @@ VALUE_SETS = {
     "defaults": [],
     "watch-namespaces": ["--set", f"watchNamespaces={{{','.join(WATCHED)}}}"],
     "no-encryption-secret": ["--set", "encryption.create=false"],
+    "with-api": ["--set", "api.enabled=true"],
     "everything-set": [
         "--set",
         "litellm.publicUrl=https://llm.example.com/v1",
@@ -287,6 +288,40 @@ def test_bad_values_are_refused_with_a_clear_message(
 
 
 # --- RBAC -----------------------------------------------------------------------------------
+
+
+def test_the_api_is_optional_and_runs_under_its_own_identity(helm: Helm) -> None:
+    """Issue 10.2: off by default; when on, a Deployment with a readiness probe, a Service,
+    its own ServiceAccount and exactly the grants webapi.py's calls need (TenantClient)."""
+    assert not [o for o in helm.objects() if o["metadata"]["name"].endswith("-api")]
+    objects = {
+        (o["kind"], o["metadata"]["name"]): o
+        for o in helm.objects(*VALUE_SETS["with-api"])
+        if o["metadata"]["name"].endswith("-api")
+    }
+    assert set(objects) >= {
+        (kind, "byok-operator-api")
+        for kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service")
+    }, sorted(objects)
+    pod = objects[("Deployment", "byok-operator-api")]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "byok-operator-api"
+    (container,) = pod["containers"]
+    assert container["args"][0] == "api"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["ADMIN_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "byok-admin-api-key"
+    rules = {
+        (group, resource): set(rule["verbs"])
+        for rule in objects[("ClusterRole", "byok-operator-api")]["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert rules == {
+        ("llm.byok.io", "tenantllmconfigs"): {"get", "list", "create", "patch"},
+        ("", "secrets"): {"get", "create", "patch", "delete"},
+        ("", "namespaces"): {"get"},
+        ("", "events"): {"list"},
+    }
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
