@@ -64,55 +64,14 @@ class TenantClient:
         return found
 
     def annotate(self, name: str, annotations: Mapping[str, str]) -> None:
-        self._call(
-            f"annotating TenantLLMConfig {self.namespace}/{name}",
-            self._custom.patch_namespaced_custom_object,
-            api.GROUP,
-            api.VERSION,
-            self.namespace,
-            api.PLURAL,
-            name,
-            {"metadata": {"annotations": dict(annotations)}},
-            _content_type="application/merge-patch+json",
-        )
-
-    def namespace_exists(self, namespace: str) -> bool:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            self._core.read_namespace(namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise api_error(f"reading namespace {namespace}", exc.status, exc.body) from None
-        return True
-
-    def find(self, name: str) -> dict[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            found: dict[str, Any] = self._custom.get_namespaced_custom_object(  # type: ignore[assignment]
-                api.GROUP, api.VERSION, self.namespace, api.PLURAL, name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise api_error(
-                f"reading TenantLLMConfig {self.namespace}/{name}", exc.status, exc.body
-            ) from None
-        return found
+        body = {"metadata": {"annotations": dict(annotations)}}
+        self._patch("annotating", name, body, _content_type="application/merge-patch+json")
 
     def apply(self, body: Mapping[str, Any]) -> None:
         """Server-side apply as kubectl-byok (forced: the admin asked for these fields)."""
-        name = body["metadata"]["name"]
-        self._call(
-            f"applying TenantLLMConfig {self.namespace}/{name}",
-            self._custom.patch_namespaced_custom_object,
-            api.GROUP,
-            api.VERSION,
-            self.namespace,
-            api.PLURAL,
-            name,
+        self._patch(
+            "applying",
+            body["metadata"]["name"],
             dict(body),
             field_manager=FIELD_MANAGER,
             force=True,
@@ -120,30 +79,52 @@ class TenantClient:
         )
 
     def patch_spec(self, name: str, patch: Mapping[str, Any]) -> None:
-        self._call(
-            f"updating TenantLLMConfig {self.namespace}/{name}",
-            self._custom.patch_namespaced_custom_object,
-            api.GROUP,
-            api.VERSION,
-            self.namespace,
-            api.PLURAL,
+        self._patch(
+            "updating",
             name,
             {"spec": dict(patch)},
             field_manager=FIELD_MANAGER,
             _content_type="application/merge-patch+json",
         )
 
-    def secret(self, name: str) -> SecretView | None:
-        from kubernetes.client.exceptions import ApiException
+    def _patch(self, verb: str, name: str, body: Mapping[str, Any], **options: Any) -> None:
+        self._call(
+            f"{verb} TenantLLMConfig {self.namespace}/{name}",
+            self._custom.patch_namespaced_custom_object,
+            api.GROUP,
+            api.VERSION,
+            self.namespace,
+            api.PLURAL,
+            name,
+            body,
+            **options,
+        )
 
-        try:
-            found = self._core.read_namespaced_secret(name, self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise api_error(
-                f"reading Secret {self.namespace}/{name}", exc.status, exc.body
-            ) from None
+    def namespace_exists(self, namespace: str) -> bool:
+        found = self._read(f"reading namespace {namespace}", self._core.read_namespace, namespace)
+        return found is not None
+
+    def find(self, name: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = self._read(
+            f"reading TenantLLMConfig {self.namespace}/{name}",
+            self._custom.get_namespaced_custom_object,
+            api.GROUP,
+            api.VERSION,
+            self.namespace,
+            api.PLURAL,
+            name,
+        )
+        return found
+
+    def secret(self, name: str) -> SecretView | None:
+        found = self._read(
+            f"reading Secret {self.namespace}/{name}",
+            self._core.read_namespaced_secret,
+            name,
+            self.namespace,
+        )
+        if found is None:
+            return None
         data = {k: base64.b64decode(v).decode() for k, v in (found.data or {}).items()}
         labels = found.metadata.labels if found.metadata else None
         return SecretView(data, dict(labels or {}))
@@ -201,6 +182,17 @@ class TenantClient:
             if e.reason in audits
         ]
         return sorted(events, key=lambda e: e["time"])[-limit:]
+
+    def _read(self, action: str, method: Callable[..., Any], *args: Any) -> Any:
+        """``method(*args)``, or None when the object does not exist."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return method(*args)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise api_error(action, exc.status, exc.body) from None
 
     def _call(self, action: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         from kubernetes.client.exceptions import ApiException
