@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,7 @@ import kopf
 from kubernetes import client
 from kubernetes import config as kube_config
 
-from byok_operator import api
+from byok_operator import api, metrics
 from byok_operator.audit import AuditEvent, log_tenant_audit
 from byok_operator.core.boundaries import platform_model_problems, tenant_id_of
 from byok_operator.core.schedule import is_settled, next_due, seconds_until
@@ -122,6 +123,8 @@ async def startup(
     memo.uids = {}  # (namespace, name) -> uid, so a Secret event finds its tenants at once
     memo.claims = {}  # tenant id -> uids claiming it (tenant ids are unique: one, mostly)
     memo.scheduler = Scheduler(lambda uid: _scheduled_pass(memo, uid))
+    memo.collector = metrics.TenantCollector(lambda: [t.body for t in list(memo.tenants.values())])
+    metrics.REGISTRY.register(memo.collector)
     memo.tasks = [
         asyncio.create_task(memo.scheduler.run_forever(), name="byok-scheduler"),
         asyncio.create_task(
@@ -172,6 +175,8 @@ async def _resolve_cluster_settings(config: Settings, kube: Kube) -> Settings:
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     for task in memo.get("tasks") or []:
         task.cancel()
+    if memo.get("collector") is not None:
+        metrics.REGISTRY.unregister(memo.collector)
     reconciler: Reconciler | None = memo.get("reconciler")
     if reconciler is not None:
         await reconciler.deps.gateway.aclose()
@@ -308,9 +313,11 @@ async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
 
 async def _full_pass(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
     reconciler: Reconciler = memo.reconciler
+    started = time.monotonic()
     outcome = await reconciler.run(
         _ref(body), body.get("spec") or {}, body.get("status") or {}, _rotate_request(body)
     )
+    metrics.observe_pass("event", outcome.status, time.monotonic() - started)
     patch.status.update(outcome.status)
     _after_pass(memo, body, outcome, actor=_actor(body["metadata"]))
     if outcome.retry_after is not None:
@@ -335,9 +342,11 @@ async def _scheduled_pass(memo: kopf.Memo, uid: str) -> None:
         return
     body = tenant.body
     reconciler: Reconciler = memo.reconciler
+    started = time.monotonic()
     outcome = await reconciler.run(
         tenant.ref, body.get("spec") or {}, body.get("status") or {}, _rotate_request(body)
     )
+    metrics.observe_pass("scheduled", outcome.status, time.monotonic() - started)
     meta = body["metadata"]
     audits, outcome.audits = outcome.audits, []
     _after_pass(memo, body, outcome, actor=PERIODIC_ACTOR)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from byok_operator import api
+from byok_operator import api, metrics
 from byok_operator.api import ConditionType, Mode
 from byok_operator.core.conditions import find, merge_conditions
 from byok_operator.core.gateway import (
@@ -153,6 +153,9 @@ class Maintenance:
             if s.annotations.get(api.ENCRYPTION_KEY_ID_ANNOTATION) != vault.primary_id
         ]
         failed: list[str] = []
+        if stale:
+            metrics.REWRAP_TOTAL.set(len(stale))
+            metrics.REWRAP_CHECKED.set(0)
         for done, secret in enumerate(stale, start=1):
             uid = secret.labels.get(api.TENANT_UID_LABEL, "")
             try:
@@ -170,6 +173,7 @@ class Maintenance:
                     owner,
                 )
                 self._wake(uid)
+            metrics.REWRAP_CHECKED.set(done)
             if done % 50 == 0 or done == len(stale):
                 logger.info("Rewrap progress: %d/%d vault Secrets checked.", done, len(stale))
         return RewrapReport(len(stale) - len(failed), len(vaults) - len(stale), tuple(failed))

@@ -351,7 +351,7 @@ def _write_kubeconfig(
 # --- processes ----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
@@ -535,7 +535,7 @@ def _start_once(bin_dir: Path, state_dir: Path, detach: bool, timeout: float) ->
     _reset_state_dir(state_dir)
     pki = _write_pki(state_dir / "pki")
     tokens = _write_tokens(state_dir / "tokens.csv")
-    port = _free_port()
+    port = free_port()
     server = f"https://{LOOPBACK}:{port}"
     kubeconfig = state_dir / "kubeconfig"
     _write_kubeconfig(kubeconfig, server, pki.ca_cert.read_bytes(), tokens)
@@ -562,7 +562,7 @@ def _start(
 
 
 def _start_etcd(launch: _Launch) -> int:
-    client_port, peer_port = _free_port(), _free_port()
+    client_port, peer_port = free_port(), free_port()
     argv = _etcd_argv(launch.bin_dir, launch.state_dir, client_port, peer_port)
     health = f"http://{LOOPBACK}:{client_port}/health"
     _start(launch, "etcd", argv, lambda: _http_ok(health), COMPONENT_READY_TIMEOUT)
@@ -586,7 +586,7 @@ def _start_controller_manager(launch: _Launch, pki: _Pki, token: str) -> None:
     tokens = {CONTROLLER_MANAGER_USER: token}
     ca_pem = pki.ca_cert.read_bytes()
     _write_kubeconfig(kubeconfig, launch.cluster.server, ca_pem, tokens, (CONTROLLER_MANAGER_USER,))
-    port = _free_port()
+    port = free_port()
     argv = _controller_manager_argv(launch.bin_dir, launch.state_dir, kubeconfig, port)
     tls = ssl.create_default_context()
     tls.check_hostname = False  # its serving cert is self-made in its cert dir; we only

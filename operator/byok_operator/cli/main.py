@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
         help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz (off by default)",
     )
     run.add_argument(
+        "--metrics",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 0.0.0.0:9090 (off by default)",
+    )
+    run.add_argument(
         "--peering",
         default=None,
         help="kopf peering object name for several replicas (default: standalone)",
@@ -78,6 +84,8 @@ def _run(args: argparse.Namespace) -> int:
     # Libraries that would log request URLs or bodies stay at WARNING.
     for noisy in ("httpx", "httpx2", "httpcore", "openai", "anthropic", "kubernetes", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.metrics:
+        _serve_metrics(args.metrics)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
@@ -86,6 +94,18 @@ def _run(args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness,
     )
     return 0
+
+
+def _serve_metrics(address: str) -> None:
+    """The metrics endpoint on its own port and thread (scrapes never wait for the loop)."""
+    from prometheus_client import start_http_server
+
+    from byok_operator.metrics import REGISTRY
+
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise SystemExit(f"--metrics {address!r}: give HOST:PORT, e.g. 0.0.0.0:9090")
+    start_http_server(int(port), addr=host or "127.0.0.1", registry=REGISTRY)
 
 
 def _quiet_periodic_timer(record: logging.LogRecord) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -17,6 +18,7 @@ from pydantic import (
     ValidationError,
 )
 
+from byok_operator import metrics
 from byok_operator.api import MANAGER, Provider
 from byok_operator.gateway.errors import (
     DuplicateKeyAliasError,
@@ -805,15 +807,18 @@ class LiteLLMGateway:
         accept: Sequence[int] = (),
     ) -> httpx.Response:
         """One HTTP call. Success and ``accept`` statuses are returned; the rest raise."""
+        started = time.monotonic()
         try:
             response = await self._client.request(method, path, params=params, json=body)
         except httpx.TimeoutException:
+            metrics.observe_gateway(method, path, 0, time.monotonic() - started)
             raise GatewayError(
                 f"LiteLLM {action} failed: no answer from {self._url} within {self._timeout}s; "
                 "will retry",
                 retryable=True,
             ) from None
         except httpx.HTTPError as exc:
+            metrics.observe_gateway(method, path, 0, time.monotonic() - started)
             detail = redact(str(exc), (*secrets, self._master_key))
             raise GatewayError(
                 f"LiteLLM {action} failed: cannot reach {self._url} "
@@ -821,6 +826,7 @@ class LiteLLMGateway:
                 "the proxy is running",
                 retryable=True,
             ) from None
+        metrics.observe_gateway(method, path, response.status_code, time.monotonic() - started)
         log.debug("LiteLLM %s %s -> %s", method, path, response.status_code)
         if response.is_success or response.status_code in accept:
             return response

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Final, Protocol
 
+from byok_operator import metrics
 from byok_operator.api import Provider, Reason
 from byok_operator.crypto import fingerprint
 from byok_operator.providers import errors
@@ -190,9 +191,11 @@ class KeyValidator:
         except KeyValidationError as exc:
             # A clone carries no traceback, so the cache keeps no frames (and no key) alive.
             outcome = exc.clone()
+            metrics.VALIDATIONS.labels(provider.value, outcome.reason.value).inc()
             log.info("Validation of %s key %s failed: %s", provider.value, fp, outcome)
         else:
             outcome = ValidatedKey(provider, fp, tuple(sorted(models)), self._clock())
+            metrics.VALIDATIONS.labels(provider.value, "Valid").inc()
             log.info("Validated %s key %s: %d models", provider.value, fp, len(models))
         finally:
             # Still registered means nobody invalidated the key meanwhile: the outcome is current.
