@@ -168,7 +168,8 @@ def test_enable_rotate_revert_through_the_api(
     assert state["providers"][0]["key_fingerprint"] == fingerprint(first)
     virtual = tenants.virtual_key(tenant, tenant)
     assert virtual
-    assert tenants.chat(virtual, MODEL).status_code == 200
+    answer = tenants.chat(virtual, MODEL)
+    assert answer.status_code == 200, answer.text.replace(virtual, "<virtual key>")
     assert provider_stub.requests(key=first)
 
     assert byok_api.call("POST", tenant, "rotate", {}).status_code == 400
