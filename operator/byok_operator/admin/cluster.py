@@ -52,15 +52,11 @@ class TenantClient:
         return sorted(items, key=lambda o: (o["metadata"]["namespace"], o["metadata"]["name"]))
 
     def get(self, name: str) -> dict[str, Any]:
-        found: dict[str, Any] = self._call(
-            f"reading TenantLLMConfig {self.namespace}/{name}",
-            self._custom.get_namespaced_custom_object,
-            api.GROUP,
-            api.VERSION,
-            self.namespace,
-            api.PLURAL,
-            name,
-        )
+        found = self.find(name)
+        if found is None:
+            raise NotFound(
+                f"reading TenantLLMConfig {self.namespace}/{name}: {_api_problem(404, None)}"
+            )
         return found
 
     def annotate(self, name: str, annotations: Mapping[str, str]) -> None:
