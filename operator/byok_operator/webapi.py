@@ -45,6 +45,7 @@ from byok_operator import api
 from byok_operator.admin.actions import (
     CONFIRMATION,
     Waiting,
+    ready_condition,
     run_enable,
     run_revert,
     run_rotate_keys,
@@ -314,9 +315,7 @@ def _summary(reports: Mapping[Provider, KeyReport]) -> str:
 def tenant_status(obj: Mapping[str, Any], *, settled: bool) -> TenantStatus:
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
     status = obj.get("status") or {}
-    ready: Mapping[str, Any] = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
-    )
+    ready = ready_condition(obj)
     row = cost_row(obj)
     mode = str(status.get("mode") or spec.get("mode") or api.Mode.PLATFORM.value)
     byok = mode == api.Mode.BYOK.value

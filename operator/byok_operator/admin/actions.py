@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, TextIO
 from byok_operator import api
 from byok_operator.admin.errors import Conflict, Invalid, KeysFailed, TimedOut
 from byok_operator.api import Provider
+from byok_operator.core.conditions import find
 from byok_operator.crypto import fingerprint
 
 if TYPE_CHECKING:
@@ -319,7 +320,7 @@ def wait_until(
     deadline = waiting.clock() + waiting.timeout
     while True:
         obj = cluster.get(name)
-        ready = _ready(obj)
+        ready = ready_condition(obj)
         current = _observed(obj)
         line = _progress(obj, ready, current)
         if line not in waiting.seen:
@@ -348,11 +349,9 @@ def _observed(obj: Mapping[str, Any]) -> bool:
     return int(_status(obj).get("observedGeneration") or 0) >= int(generation)
 
 
-def _ready(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    for condition in _status(obj).get("conditions") or []:
-        if condition.get("type") == api.ConditionType.READY.value:
-            return dict(condition)
-    return {}
+def ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The resource's Ready condition, or {} before the operator wrote one."""
+    return find(_status(obj).get("conditions"), api.ConditionType.READY) or {}
 
 
 def _mode_is(obj: Mapping[str, Any], mode: api.Mode) -> bool:
