@@ -312,12 +312,7 @@ async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
 
 
 async def _full_pass(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
-    reconciler: Reconciler = memo.reconciler
-    started = time.monotonic()
-    outcome = await reconciler.run(
-        _ref(body), body.get("spec") or {}, body.get("status") or {}, _rotate_request(body)
-    )
-    metrics.observe_pass("event", outcome.status, time.monotonic() - started)
+    outcome = await _run_pass(memo.reconciler, _ref(body), body, trigger="event")
     patch.status.update(outcome.status)
     _after_pass(memo, body, outcome, actor=_actor(body["metadata"]))
     if outcome.retry_after is not None:
@@ -342,11 +337,7 @@ async def _scheduled_pass(memo: kopf.Memo, uid: str) -> None:
         return
     body = tenant.body
     reconciler: Reconciler = memo.reconciler
-    started = time.monotonic()
-    outcome = await reconciler.run(
-        tenant.ref, body.get("spec") or {}, body.get("status") or {}, _rotate_request(body)
-    )
-    metrics.observe_pass("scheduled", outcome.status, time.monotonic() - started)
+    outcome = await _run_pass(reconciler, tenant.ref, body, trigger="scheduled")
     meta = body["metadata"]
     audits, outcome.audits = outcome.audits, []
     _after_pass(memo, body, outcome, actor=PERIODIC_ACTOR)
@@ -356,6 +347,16 @@ async def _scheduled_pass(memo: kopf.Memo, uid: str) -> None:
         await kube.post_audit(body, event, actor=PERIODIC_ACTOR)
     if outcome.retry_after is not None:
         memo.scheduler.wake_in(uid, outcome.retry_after)
+
+
+async def _run_pass(reconciler: Reconciler, ref: TenantRef, body: Any, *, trigger: str) -> Outcome:
+    """One pass over the tenant's latest body, timed and counted for the metrics."""
+    started = time.monotonic()
+    outcome = await reconciler.run(
+        ref, body.get("spec") or {}, body.get("status") or {}, _rotate_request(body)
+    )
+    metrics.observe_pass(trigger, outcome.status, time.monotonic() - started)
+    return outcome
 
 
 def _after_pass(memo: kopf.Memo, body: Any, outcome: Outcome, *, actor: str | None) -> None:
