@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -290,7 +290,11 @@ class Kube:
                 raise _explain(f"annotating TenantLLMConfig {namespace}/{name}", exc) from None
 
 
-async def load_vault(settings: Settings, kube: Kube) -> Vault:
+class SecretReader(Protocol):
+    async def read_secret(self, namespace: str, name: str) -> SecretData | None: ...
+
+
+async def load_vault(settings: Settings, kube: SecretReader) -> Vault:
     """The Fernet keys: from a mounted file if configured, else from the chart's Secret.
 
     Raises VaultConfigError (the operator refuses to start) when they are missing or malformed.

@@ -12,9 +12,10 @@ from byok_operator import api
 from byok_operator.api import Provider, Reason
 from byok_operator.core.vault import TenantRef, VaultState
 from byok_operator.crypto import fingerprint
-from byok_operator.kube import Kube, SecretData
+from byok_operator.kube import SecretData
 from byok_operator.models import TenantSpec
-from byok_operator.providers import KeyValidationError, KeyValidator, offered
+from byok_operator.ports import Cluster, KeyChecker
+from byok_operator.providers import KeyValidationError, offered
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -67,7 +68,7 @@ def key_changed(spec: Mapping[str, Any], status: Mapping[str, Any], secret: Secr
 
 
 class ProviderChecks:
-    def __init__(self, kube: Kube, validator: KeyValidator) -> None:
+    def __init__(self, kube: Cluster, validator: KeyChecker) -> None:
         self.kube = kube
         self.validator = validator
         self.watched = WatchedSecrets()

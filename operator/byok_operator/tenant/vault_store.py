@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from byok_operator import api
 from byok_operator.core.vault import TenantRef, VaultState, vault_secret_name
 from byok_operator.crypto import Vault
-from byok_operator.kube import Kube, SecretConflict
+from byok_operator.kube import SecretConflict
+from byok_operator.ports import Cluster
 
 STATE_KEY = "state.json"
 
@@ -47,7 +48,7 @@ def tenant_labels(ref: TenantRef) -> dict[str, str]:
 
 
 class VaultStore:
-    def __init__(self, kube: Kube, namespace: str, vault: Vault) -> None:
+    def __init__(self, kube: Cluster, namespace: str, vault: Vault) -> None:
         self.kube = kube
         self.namespace = namespace
         self.vault = vault
