@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -27,7 +27,7 @@ from byok_operator.gateway import (
     LiteLLMGateway,
     token_of,
 )
-from byok_operator.kube import Kube
+from byok_operator.ports import Cluster
 from byok_operator.settings import Settings
 from byok_operator.tenant.provisioning import markers
 from byok_operator.tenant.vault_store import Record
@@ -57,12 +57,18 @@ def _token_key(alias: str) -> str:
 
 class VirtualKeys:
     def __init__(
-        self, gateway: LiteLLMGateway, kube: Kube, vault: Vault, settings: Settings
+        self,
+        gateway: LiteLLMGateway,
+        kube: Cluster,
+        vault: Vault,
+        settings: Settings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.gateway = gateway
         self.kube = kube
         self.vault = vault
         self.settings = settings
+        self.clock = clock
 
     # --- decide (record only) -------------------------------------------------------------
 
@@ -178,7 +184,7 @@ class VirtualKeys:
             await self.publish(ref, value, exists=changes.replaced is not None or not trusted)
             # The grace period counts from publication. The vault (written before the gateway
             # calls) has estimates; the status of this pass carries these, and so does the wake.
-            published = datetime.now(UTC)
+            published = self.clock()
             record.state = regrace(record.state, now=published, grace=changes.grace)
             _, changes.next_revocation = due_revocations(record.state, published)
             await self._expire_retiring(record, published)
