@@ -69,9 +69,10 @@ from byok_operator.core.vault import (
 )
 from byok_operator.crypto import DecryptionError, Vault
 from byok_operator.gateway import GatewayError, LiteLLMGateway
-from byok_operator.kube import Kube, KubeError
+from byok_operator.kube import KubeError
 from byok_operator.models import SpecError, TenantSpec, parse_spec
-from byok_operator.providers import KeyValidationError, KeyValidator
+from byok_operator.ports import Cluster, KeyChecker
+from byok_operator.providers import KeyValidationError
 from byok_operator.settings import Settings
 from byok_operator.tenant.checks import ProviderCheck, ProviderChecks
 from byok_operator.tenant.provisioning import Provisioner
@@ -88,9 +89,9 @@ MAX_RETRY_DELAY = 600.0  # seconds: the longest a failing tenant waits between p
 @dataclass
 class Deps:
     settings: Settings
-    kube: Kube
+    kube: Cluster
     gateway: LiteLLMGateway
-    validator: KeyValidator
+    validator: KeyChecker
     vault: Vault
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     # The TenantLLMConfigs the watch has shown that claim a tenant id (bodies), by that id.
@@ -136,7 +137,7 @@ class Reconciler:
         self.store = VaultStore(deps.kube, settings.operator_namespace, deps.vault)
         self.checks = ProviderChecks(deps.kube, deps.validator)
         self.provisioner = Provisioner(deps.gateway, settings, deps.vault)
-        self.keys = VirtualKeys(deps.gateway, deps.kube, deps.vault, settings)
+        self.keys = VirtualKeys(deps.gateway, deps.kube, deps.vault, settings, deps.clock)
         self.spend: dict[str, float] = {}  # platform team spend by uid, refreshed in bulk
         self.finished: dict[str, float] = {}  # when each tenant's last pass ended (monotonic)
         self._locks: dict[str, asyncio.Lock] = {}
@@ -244,9 +245,16 @@ class Reconciler:
             else:
                 outcome = await self._platform(p)
         except VaultConflict:
-            raise
+            if not reread:
+                raise
+            # Changed again since the re-read: someone else keeps writing it. Stop here (what
+            # agents hold keeps working) and retry like any Kubernetes error.
+            self.store.forget(ref.uid)
+            error: Exception = _ConcurrentVaultWriter(
+                self.deps.settings.operator_namespace, ref.uid
+            )
         except (GatewayError, KubeError, DecryptionError) as exc:
-            error: Exception = exc
+            error = exc
         except Exception as exc:  # a bug or a library surprise: say so in status, not only in a log
             log.exception("Unexpected error in the pass of %s/%s", ref.namespace, ref.name)
             error = _Unexpected(exc)
@@ -807,6 +815,18 @@ class Reconciler:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+class _ConcurrentVaultWriter(KubeError):
+    def __init__(self, namespace: str, uid: str) -> None:
+        name = vault_secret_name(uid)
+        super().__init__(
+            f"The vault Secret {namespace}/{name} changed twice while this pass ran: something "
+            "else writes it (a second operator without leader election, a script, a backup "
+            "restore). Nothing new was published; the pass is retried. If this repeats, find "
+            f"the other writer in: kubectl get secret -n {namespace} {name} "
+            "--show-managed-fields -o yaml"
+        )
 
 
 class _Unexpected(Exception):
