@@ -473,3 +473,25 @@ def test_one_shorter_model_list_never_takes_access_away() -> None:
         configured, {Provider.OPENAI: shorter}, {Provider.OPENAI: ("sha256:b", ("m1",), t1)}, t1
     )
     assert new_key[Provider.OPENAI].models == ("m1",)
+
+
+def test_a_settled_loser_of_a_tenant_id_is_named_until_its_status_says_so() -> None:
+    """Two resources provisioned with one tenant id before the check existed both look Ready;
+    the watch wakes the loser (once: its refusal then names the conflict)."""
+    from byok_operator.core.boundaries import unflagged_losers
+
+    def claim(uid: str, created: str, reason: str = "Ready", key: bool = True) -> dict[str, Any]:
+        status: dict[str, Any] = {"conditions": [{"type": "Ready", "reason": reason}]}
+        if key:
+            status["virtualKey"] = {"alias": f"tlc-{uid}-1"}
+        meta = {"namespace": "ns", "name": uid, "uid": uid, "creationTimestamp": created}
+        return {"metadata": meta, "spec": {"tenantId": "acme"}, "status": status}
+
+    older, newer = claim("u-1", "2026-01-01T00:00:00Z"), claim("u-2", "2026-02-01T00:00:00Z")
+    assert unflagged_losers("acme", [newer, older]) == ["u-2"]
+    assert unflagged_losers("acme", [older]) == []
+    flagged = claim("u-2", "2026-02-01T00:00:00Z", reason="TenantIdConflict")
+    assert unflagged_losers("acme", [older, flagged]) == []
+    unprovisioned = claim("u-3", "2026-03-01T00:00:00Z", key=False)
+    assert unflagged_losers("acme", [older, unprovisioned]) == [], "its own first pass refuses it"
+    assert unflagged_losers("other", [older, newer]) == []

@@ -20,7 +20,11 @@ from kubernetes import config as kube_config
 
 from byok_operator import api, metrics
 from byok_operator.audit import AuditEvent, log_tenant_audit
-from byok_operator.core.boundaries import platform_model_problems, tenant_id_of
+from byok_operator.core.boundaries import (
+    platform_model_problems,
+    tenant_id_of,
+    unflagged_losers,
+)
 from byok_operator.core.schedule import is_settled, next_due, seconds_until
 from byok_operator.core.vault import TenantRef
 from byok_operator.crypto import VaultConfigError
@@ -213,7 +217,12 @@ async def remember(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any)
     else:
         memo.tenants[uid] = Tenant(_slim(body))
         memo.uids[key] = uid
-        memo.claims.setdefault(tenant_id, set()).add(uid)
+        claimants = memo.claims.setdefault(tenant_id, set())
+        claimants.add(uid)
+        if len(claimants) > 1:  # rare: wake a loser whose status does not say it lost yet
+            bodies = [memo.tenants[c].body for c in claimants if c in memo.tenants]
+            for loser in unflagged_losers(tenant_id, bodies):
+                memo.scheduler.wake_in(loser, 0)
 
 
 def _slim(body: kopf.Body) -> dict[str, Any]:

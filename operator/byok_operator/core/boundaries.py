@@ -8,6 +8,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from byok_operator.api import ConditionType, Reason
+from byok_operator.core.conditions import find
+
 # Names LiteLLM gives a meaning beyond one model: every model, every team model, a wildcard.
 _WIDE = ("all-proxy-models", "all-team-models", "no-default-models", "*")
 # The operator's own gateway names: shared BYOK deployments, credentials, teams and keys.
@@ -76,3 +79,25 @@ def holder(tenant_id: str, bodies: Iterable[Mapping[str, Any]]) -> Claim | None:
         and not (meta := body["metadata"]).get("deletionTimestamp")
     ]
     return min(claims) if claims else None
+
+
+def unflagged_losers(tenant_id: str, bodies: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Uids of provisioned claims of ``tenant_id`` that do not hold it and whose status does
+    not say so yet: two resources settled before the check existed both look Ready until a
+    pass of the loser runs, and a lean restart runs none. (An unprovisioned loser is refused
+    by its own first pass.)"""
+    claimants = [b for b in bodies if tenant_id_of(b) == tenant_id]
+    found = holder(tenant_id, claimants)
+    if found is None or len(claimants) < 2:
+        return []
+    return [
+        str(b["metadata"]["uid"])
+        for b in claimants
+        if b["metadata"]["uid"] != found.uid
+        and not b["metadata"].get("deletionTimestamp")
+        and (b.get("status") or {}).get("virtualKey")
+        and (find((b.get("status") or {}).get("conditions"), ConditionType.READY) or {}).get(
+            "reason"
+        )
+        != Reason.TENANT_ID_CONFLICT
+    ]
