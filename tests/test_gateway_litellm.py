@@ -1,7 +1,11 @@
-"""The LiteLLM admin client against a real LiteLLM proxy (the shared test bed).
+"""The LiteLLM admin client, and the contract between the real proxy and its double.
 
-Tests marked `gateway` need the `litellm` fixture (`-p harness.litellm_fixtures`); the others
-are fast checks of the client's own logic with httpx's MockTransport.
+Tests taking the ``backend`` fixture (directly or through ``gateway`` / ``raw``) are contract
+tests: they run once against the in-memory admin double (tests/doubles/litellm_admin.py, in
+``make test-fast``) and once against the real LiteLLM test bed (marked ``gateway``), with the
+same assertions, so the double the reconciler scenarios run on cannot drift from LiteLLM.
+Tests taking ``real_gateway`` / ``litellm`` need the proxy itself (calls through it to a
+provider). The rest are fast checks of the client's own logic with httpx's MockTransport.
 """
 
 from __future__ import annotations
@@ -9,9 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,6 +36,7 @@ from byok_operator.gateway import (
     redact,
     token_of,
 )
+from doubles.litellm_admin import LiteLLMAdminDouble
 from harness.litellm import LiteLLMTestbed
 
 gateway_test = pytest.mark.gateway
@@ -39,8 +48,52 @@ def uid() -> str:
     return f"t{uuid.uuid4().hex[:10]}"
 
 
+@dataclass
+class Backend:
+    """A LiteLLM admin API: the real test bed, or the double behind an httpx transport."""
+
+    url: str
+    master_key: str
+    transport: httpx.AsyncBaseTransport | None = None
+
+    def gateway(self, master_key: str | None = None) -> LiteLLMGateway:
+        return LiteLLMGateway(self.url, master_key or self.master_key, transport=self.transport)
+
+    def raw(self) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {self.master_key}"}
+        return httpx.AsyncClient(base_url=self.url, headers=headers, transport=self.transport)
+
+
+@pytest.fixture(params=["double", pytest.param("litellm", marks=pytest.mark.gateway)])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    if request.param == "double":
+        double = LiteLLMAdminDouble()
+        # What the test bed's config file declares: one platform deployment.
+        double.deployments["platform-gpt-4o-mini"] = {
+            "model_name": "gpt-4o-mini",
+            "litellm_params": {"model": "openai/gpt-4o-mini", "api_key": "sk-platform"},
+            "model_info": {"id": "platform-gpt-4o-mini"},
+        }
+        return Backend("http://litellm.double", double.master_key, double.transport())
+    litellm: LiteLLMTestbed = request.getfixturevalue("litellm")
+    return Backend(litellm.url, litellm.master_key)
+
+
 @pytest_asyncio.fixture(loop_scope="function")
-async def gateway(litellm: LiteLLMTestbed) -> AsyncIterator[LiteLLMGateway]:
+async def gateway(backend: Backend) -> AsyncIterator[LiteLLMGateway]:
+    async with backend.gateway() as gw:
+        yield gw
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def raw(backend: Backend) -> AsyncIterator[httpx.AsyncClient]:
+    """Plain HTTP to the same admin API, for what the client does not expose."""
+    async with backend.raw() as client:
+        yield client
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def real_gateway(litellm: LiteLLMTestbed) -> AsyncIterator[LiteLLMGateway]:
     async with LiteLLMGateway(litellm.url, litellm.master_key) as gw:
         yield gw
 
@@ -196,14 +249,12 @@ async def test_unexpected_response_shape_is_a_clear_error() -> None:
 # --- against the real proxy ---
 
 
-@gateway_test
 async def test_health(gateway: LiteLLMGateway) -> None:
     assert await gateway.health() is True
 
 
-@gateway_test
 async def test_credential_create_patch_delete(
-    gateway: LiteLLMGateway, litellm: LiteLLMTestbed, uid: str
+    gateway: LiteLLMGateway, raw: httpx.AsyncClient, uid: str
 ) -> None:
     name, _, _ = names(uid)
     await gateway.upsert_credential(
@@ -233,10 +284,7 @@ async def test_credential_create_patch_delete(
     assert [c.name for c in await gateway.list_credentials(match={"tenant_uid": uid})] == [name]
     # LiteLLM shows values only masked (first two and last two characters): enough to see
     # that the key was swapped and api_base removed.
-    async with httpx.AsyncClient(
-        base_url=litellm.url, headers={"Authorization": f"Bearer {litellm.master_key}"}
-    ) as raw:
-        shown = (await raw.get(f"/credentials/by_name/{name}")).json()["credential_values"]
+    shown = (await raw.get(f"/credentials/by_name/{name}")).json()["credential_values"]
     assert shown["api_key"].endswith("22")
     assert "api_base" not in shown
 
@@ -246,7 +294,6 @@ async def test_credential_create_patch_delete(
     assert await gateway.list_credentials(match={"tenant_uid": uid}) == []
 
 
-@gateway_test
 async def test_deployment_upsert_is_idempotent(gateway: LiteLLMGateway, uid: str) -> None:
     credential, deployment_id, model_name = names(uid)
     await gateway.upsert_credential(
@@ -281,7 +328,6 @@ async def test_deployment_upsert_is_idempotent(gateway: LiteLLMGateway, uid: str
     assert await gateway.delete_credential(credential) is True
 
 
-@gateway_test
 async def test_concurrent_upserts_create_one_object(gateway: LiteLLMGateway, uid: str) -> None:
     """Two reconciles racing: both see nothing, both create; the loser updates instead.
 
@@ -311,7 +357,6 @@ async def test_concurrent_upserts_create_one_object(gateway: LiteLLMGateway, uid
     assert await gateway.delete_credential(credential) is True
 
 
-@gateway_test
 async def test_virtual_key_lifecycle(gateway: LiteLLMGateway, uid: str) -> None:
     _, _, model_name = names(uid)
     alias = f"byok-{uid}-vk-1"
@@ -364,7 +409,6 @@ async def test_virtual_key_lifecycle(gateway: LiteLLMGateway, uid: str) -> None:
     assert await gateway.find_key_by_alias(alias) is None
 
 
-@gateway_test
 async def test_key_with_chosen_value_and_update(gateway: LiteLLMGateway, uid: str) -> None:
     """A caller-chosen value survives; a second key with that value is caught, not faked."""
     value = f"sk-chosen-{uuid.uuid4().hex}"
@@ -410,7 +454,6 @@ async def test_key_with_chosen_value_and_update(gateway: LiteLLMGateway, uid: st
     assert await gateway.update_key(issued.token, updated) is False
 
 
-@gateway_test
 async def test_budget_is_visible_in_key_info(gateway: LiteLLMGateway, uid: str) -> None:
     issued = await gateway.generate_key(
         KeySpec(
@@ -430,9 +473,8 @@ async def test_budget_is_visible_in_key_info(gateway: LiteLLMGateway, uid: str) 
     assert await gateway.delete_keys([issued.token]) == 1
 
 
-@gateway_test
 async def test_sweep_helpers_select_by_marker(
-    gateway: LiteLLMGateway, litellm: LiteLLMTestbed, uid: str
+    gateway: LiteLLMGateway, raw: httpx.AsyncClient, uid: str
 ) -> None:
     """list_* return only objects carrying our marker, narrowed by tenant info."""
     other = f"{uid}-other"
@@ -450,13 +492,10 @@ async def test_sweep_helpers_select_by_marker(
         )
         tokens.append(issued.token)
     # A key someone made by hand, without our marker.
-    async with httpx.AsyncClient(
-        base_url=litellm.url, headers={"Authorization": f"Bearer {litellm.master_key}"}
-    ) as raw:
-        response = await raw.post(
-            "/key/generate", json={"key_alias": f"manual-{uid}", "models": ["gpt-4o-mini"]}
-        )
-        manual_token = response.json()["token"]
+    response = await raw.post(
+        "/key/generate", json={"key_alias": f"manual-{uid}", "models": ["gpt-4o-mini"]}
+    )
+    manual_token = response.json()["token"]
 
     assert {c.name for c in await gateway.list_credentials(match={"tenant_uid": uid})} == {
         names(uid)[0]
@@ -488,12 +527,11 @@ async def test_sweep_helpers_select_by_marker(
     assert await gateway.delete_keys([manual_token]) == 1
 
 
-@gateway_test
 async def test_wrong_master_key_is_a_clear_permanent_error(
-    litellm: LiteLLMTestbed, log_everything: pytest.LogCaptureFixture
+    backend: Backend, log_everything: pytest.LogCaptureFixture
 ) -> None:
     wrong = f"sk-wrong-master-{uuid.uuid4().hex}"
-    async with LiteLLMGateway(litellm.url, wrong) as gw:
+    async with backend.gateway(wrong) as gw:
         with pytest.raises(GatewayError) as caught:
             await gw.list_credentials()
     assert caught.value.status == 401
@@ -515,7 +553,7 @@ async def test_closed_port_is_retryable(closed_port: int) -> None:
 
 @gateway_test
 async def test_provider_key_canary_never_leaks(
-    gateway: LiteLLMGateway,
+    real_gateway: LiteLLMGateway,
     litellm: LiteLLMTestbed,
     uid: str,
     closed_port: int,
@@ -537,11 +575,11 @@ async def test_provider_key_canary_never_leaks(
             failures.append(caught.value)
     # And the success path: created, then patched with the same canary.
     for _ in range(2):
-        await gateway.upsert_credential(
+        await real_gateway.upsert_credential(
             name, Provider.OPENAI, canary, api_base=None, info={"tenant_uid": uid}
         )
-    listed = await gateway.list_credentials(match={"tenant_uid": uid})
-    await gateway.delete_credential(name)
+    listed = await real_gateway.list_credentials(match={"tenant_uid": uid})
+    await real_gateway.delete_credential(name)
 
     out = capsys.readouterr()
     haystack = " ".join(
@@ -576,7 +614,7 @@ async def _recording_upstream() -> tuple[asyncio.Server, list[str]]:
 
 @gateway_test
 async def test_tenant_key_cannot_call_another_tenants_deployment(
-    gateway: LiteLLMGateway, litellm: LiteLLMTestbed, uid: str
+    real_gateway: LiteLLMGateway, litellm: LiteLLMTestbed, uid: str
 ) -> None:
     """B's key, limited to B's deployment, is refused A's; no request reaches A's provider."""
     server, seen = await _recording_upstream()
@@ -587,14 +625,14 @@ async def test_tenant_key_cannot_call_another_tenants_deployment(
     try:
         for tenant, provider_key in ((tenant_a, key_a), (tenant_b, "sk-canary-tenant-b")):
             credential, deployment_id, model_name = created[tenant] = names(tenant)
-            await gateway.upsert_credential(
+            await real_gateway.upsert_credential(
                 credential,
                 Provider.OPENAI,
                 provider_key,
                 api_base=upstream,
                 info={"tenant_uid": tenant},
             )
-            await gateway.upsert_deployment(
+            await real_gateway.upsert_deployment(
                 deployment_id,
                 model_name,
                 "openai/gpt-4o-mini",
@@ -602,7 +640,7 @@ async def test_tenant_key_cannot_call_another_tenants_deployment(
                 info={"tenant_uid": tenant},
             )
         model_a, model_b = created[tenant_a][2], created[tenant_b][2]
-        issued_b = await gateway.generate_key(
+        issued_b = await real_gateway.generate_key(
             KeySpec(
                 alias=f"byok-{tenant_b}-vk",
                 models=[model_b],
@@ -630,19 +668,18 @@ async def test_tenant_key_cannot_call_another_tenants_deployment(
             )
             assert seen
             assert set(seen) == {f"Bearer {key_a}"}
-        await gateway.delete_keys([issued_b.token])
+        await real_gateway.delete_keys([issued_b.token])
     finally:
         server.close()
         await server.wait_closed()
         for credential, deployment_id, _ in created.values():
-            await gateway.delete_deployment(deployment_id)
-            await gateway.delete_credential(credential)
+            await real_gateway.delete_deployment(deployment_id)
+            await real_gateway.delete_credential(credential)
 
 
 # --- teams, shared deployments and one-call creates (the gateway model of DESIGN §6) -------
 
 
-@gateway_test
 async def test_team_create_update_list_delete(gateway: LiteLLMGateway, uid: str) -> None:
     team = TeamSpec(
         team_id=f"tlc-{uid}",
@@ -682,7 +719,6 @@ def test_team_spec_refuses_empty_models() -> None:
         TeamSpec(team_id="t", alias="a", models=[])
 
 
-@gateway_test
 async def test_shared_deployment_and_one_call_credential(gateway: LiteLLMGateway, uid: str) -> None:
     name = f"byok-openai-{uid}"
     await gateway.create_shared_deployment(
@@ -713,7 +749,49 @@ async def test_shared_deployment_and_one_call_credential(gateway: LiteLLMGateway
     assert await gateway.delete_deployment(name) is True
 
 
-@gateway_test
 async def test_router_settings_show_the_cooldown_setting(gateway: LiteLLMGateway) -> None:
     """The test bed runs with router_settings.disable_cooldowns (DESIGN §6)."""
     assert (await gateway.router_settings()).get("disable_cooldowns") is True
+
+
+# --- the double's own guarantees --------------------------------------------------------------
+
+
+async def test_the_double_refuses_a_field_litellm_does_not_declare() -> None:
+    """LiteLLM drops unknown fields silently (its models ignore extras), so a misspelt field
+    would pass in production and do nothing; the double answers 422 instead, as FastAPI does
+    for a field that fails validation, naming the field."""
+    double = LiteLLMAdminDouble()
+    async with Backend("http://litellm.double", double.master_key, double.transport()).raw() as raw:
+        misspelt = await raw.post("/key/generate", json={"models": ["m"], "max_budgte": 1})
+        wrong_type = await raw.post("/team/new", json={"team_id": "t", "models": "m"})
+        fine = await raw.post("/key/generate", json={"models": ["m"], "max_budget": 1})
+    assert misspelt.status_code == 422
+    assert "max_budgte" in misspelt.text
+    assert wrong_type.status_code == 422
+    assert fine.status_code == 200
+    assert not double.teams
+
+
+@pytest.mark.gateway
+def test_the_doubles_schemas_are_those_of_the_installed_litellm() -> None:
+    """The double validates with a snapshot of LiteLLM's request models (importing litellm
+    here would cost ~10 s and 350 MB per run); regenerated from the test bed's LiteLLM, it must
+    not differ. After a LiteLLM upgrade, regenerate it with the command in the exporter."""
+    cache = Path(os.environ.get("LITELLM_TESTBED_CACHE", Path.home() / ".cache/litellm-testbed"))
+    python = cache / "venv/bin/python"
+    if not python.exists():
+        pytest.skip(f"no LiteLLM test bed at {cache} (LITELLM_URL points elsewhere)")
+    doubles = Path(__file__).parent / "doubles"
+    exported = subprocess.run(
+        [str(python), str(doubles / "export_litellm_schemas.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    committed = (doubles / "litellm_requests.schema.json").read_text()
+    assert json.loads(exported) == json.loads(committed), (
+        "LiteLLM's request models changed: run the exporter (see its docstring) and review "
+        "the diff of tests/doubles/litellm_requests.schema.json"
+    )

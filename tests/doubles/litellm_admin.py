@@ -50,6 +50,12 @@ def _validators() -> dict[str, jsonschema.protocols.Validator]:
 _VALIDATORS = _validators()
 
 
+def _masked(value: object) -> str:
+    """As LiteLLM shows a stored value: its first two and last two characters."""
+    text = str(value)
+    return text[:2] + "*" * max(0, len(text) - 4) + text[-2:] if len(text) > 4 else "****"
+
+
 def token_of(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -263,9 +269,9 @@ class LiteLLMAdminDouble:
 
     @staticmethod
     def _view(row: Mapping[str, Any]) -> dict[str, Any]:
-        # LiteLLM masks the values; the double leaves them out.
         return {
             "credential_name": row["credential_name"],
+            "credential_values": {k: _masked(v) for k, v in row["credential_values"].items()},
             "credential_info": row["credential_info"],
             "source": "db",
         }
@@ -410,6 +416,7 @@ class LiteLLMAdminDouble:
         }
         for column in ("max_budget", "budget_duration", "rpm_limit", "tpm_limit"):
             row[column] = body.get(column)
+        row["budget_reset_at"] = self._reset_at(row["budget_duration"])
         self.keys[token] = row
         return 200, {"key": key, "token": token, "key_alias": alias, "models": row["models"]}
 
@@ -422,6 +429,8 @@ class LiteLLMAdminDouble:
         for column in (*columns, "rpm_limit", "tpm_limit"):
             if column in body:
                 row[column] = body[column]
+        if "budget_duration" in body:
+            row["budget_reset_at"] = self._reset_at(body["budget_duration"])
         if "metadata" in body:
             row["metadata"] = self._key_metadata(body)
         if "duration" in body:
@@ -477,6 +486,10 @@ class LiteLLMAdminDouble:
         public = {k: v for k, v in row.items() if k not in ("created_seq", "expires")}
         public["expires"] = row["expires"].isoformat() if row.get("expires") else None
         return public
+
+    def _reset_at(self, duration: str | None) -> str | None:
+        when = self._expiry(duration)
+        return when.isoformat() if when else None
 
     def _expiry(self, duration: str | None) -> datetime | None:
         if not duration:
