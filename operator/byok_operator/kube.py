@@ -15,12 +15,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kubernetes import client
+from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from byok_operator import api
 from byok_operator.audit import AuditEvent, log_tenant_audit
 from byok_operator.crypto import Vault, VaultConfigError
 from byok_operator.settings import Settings
+
+
+def api_client() -> client.ApiClient:
+    """In a pod: the ServiceAccount; elsewhere: the current kubeconfig context (as kopf does)."""
+    try:
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kube_config.ConfigException:
+        kube_config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
 
 
 class KubeError(RuntimeError):
