@@ -15,8 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from kubernetes import client
-from kubernetes import config as kube_config
 
 from byok_operator import api, metrics
 from byok_operator.audit import AuditEvent, log_tenant_audit
@@ -29,7 +27,7 @@ from byok_operator.core.schedule import is_settled, next_due, seconds_until
 from byok_operator.core.vault import TenantRef
 from byok_operator.crypto import VaultConfigError
 from byok_operator.gateway import GatewayError, LiteLLMGateway
-from byok_operator.kube import Kube, KubeError, load_vault, secret_from_body
+from byok_operator.kube import Kube, KubeError, api_client, load_vault, secret_from_body
 from byok_operator.maintenance import Maintenance
 from byok_operator.models import SpecError, parse_spec
 from byok_operator.providers import KeyValidator
@@ -42,6 +40,7 @@ from byok_operator.tenant.provisioning import gateway_warnings
 TLC = (api.GROUP, api.VERSION, api.PLURAL)
 # Who acted, in audit records of what the operator did on its own (repairs, schedules).
 PERIODIC_ACTOR = f"{api.MANAGER} (periodic pass)"
+SHUTDOWN_GRACE = 20.0  # seconds; the chart's terminationGracePeriodSeconds leaves room for it
 
 
 log = logging.getLogger(__name__)
@@ -90,12 +89,14 @@ async def startup(
                 "BYOK_PLATFORM_MODELS / BYOK_PLATFORM_CATALOGUE may list only single platform "
                 f"models: {'; '.join(problems)}. Remove those names and start again."
             )
-        kube = Kube(_kube_client())
+        kube = Kube(api_client())
         config = await _resolve_cluster_settings(config, kube)
         vault = await load_vault(config, kube)
     except (SettingsError, VaultConfigError) as exc:
         raise kopf.PermanentError(f"byok-operator cannot start: {exc}") from None
     settings.batching.worker_limit = 4 * config.max_concurrent_reconciles
+    # At a stop (SIGTERM, a lost Lease) a pass in flight may finish (kopf's default: 2 s).
+    settings.batching.exit_timeout = SHUTDOWN_GRACE
     gateway = LiteLLMGateway(
         config.litellm_url, config.litellm_master_key, timeout=config.gateway_timeout
     )
@@ -176,9 +177,13 @@ async def _resolve_cluster_settings(config: Settings, kube: Kube) -> Settings:
 
 
 @kopf.on.cleanup()
-async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+async def cleanup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Graceful stop: no new passes, the ones in flight get SHUTDOWN_GRACE to finish."""
     for task in memo.get("tasks") or []:
         task.cancel()
+    scheduler = memo.get("scheduler")
+    if scheduler is not None and (cut := await scheduler.drain(SHUTDOWN_GRACE)):
+        logger.warning("Stopped %d scheduled pass(es) mid-way; their next pass heals them", cut)
     if memo.get("collector") is not None:
         metrics.REGISTRY.unregister(memo.collector)
     reconciler: Reconciler | None = memo.get("reconciler")
@@ -447,12 +452,3 @@ def _actor(meta: Any) -> str | None:
         if f.get("subresource") != "status" and "f:spec" in (f.get("fieldsV1") or {})
     ]
     return max(fields, key=lambda f: f.get("time") or "").get("manager") if fields else None
-
-
-def _kube_client() -> client.ApiClient:
-    """In a pod: the ServiceAccount; elsewhere: the current kubeconfig context (as kopf does)."""
-    try:
-        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except kube_config.ConfigException:
-        kube_config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()

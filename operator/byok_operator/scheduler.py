@@ -67,6 +67,18 @@ class Scheduler:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)
 
+    async def drain(self, grace: float) -> int:
+        """At shutdown, after the loop of ``run_forever`` was cancelled: let the passes in
+        flight finish for up to ``grace`` seconds, then cancel the rest (a pass cut short is
+        a crash the next pass heals). Returns how many were cancelled."""
+        running = list(self._running)
+        if not running:
+            return 0
+        _, pending = await asyncio.wait(running, timeout=grace)
+        for task in pending:
+            task.cancel()
+        return len(pending)
+
     async def _guarded(self, uid: str) -> None:
         try:
             await self._run(uid)

@@ -36,9 +36,23 @@ def main(argv: list[str] | None = None) -> int:
         help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 0.0.0.0:9090 (off by default)",
     )
     run.add_argument(
-        "--peering",
+        "--leader-elect",
+        action="store_true",
+        help="work only while holding a Lease in the operator namespace, so that one of several "
+        "replicas (or of the old and new pod of a rolling update) is active (the chart sets it)",
+    )
+    run.add_argument(
+        "--leader-elect-lease",
+        default="byok-operator",
+        metavar="NAME",
+        help="the Lease's name (default: %(default)s)",
+    )
+    run.add_argument(
+        "--probes",
         default=None,
-        help="kopf peering object name for several replicas (default: standalone)",
+        metavar="HOST:PORT",
+        help="serve /healthz and /readyz, e.g. 0.0.0.0:8081 (off by default); a standby "
+        "replica is ready too, so rolling updates do not wait for leadership",
     )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.add_argument(
@@ -86,14 +100,14 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.metrics:
         _serve_metrics(args.metrics)
-    kopf.run(
-        clusterwide=not args.namespace,
+    from byok_operator.cli.operate import operate
+
+    return operate(
         namespaces=args.namespace,
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        liveness_endpoint=args.liveness,
+        liveness=args.liveness,
+        probes=args.probes,
+        lease=args.leader_elect_lease if args.leader_elect else None,
     )
-    return 0
 
 
 def _serve_metrics(address: str) -> None:
