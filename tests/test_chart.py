@@ -214,6 +214,8 @@ def test_renders_the_operator_and_its_rbac(helm: Helm) -> None:
         ("ClusterRoleBinding", "byok-operator-framework"),
         ("ClusterRoleBinding", "byok-operator-tenants"),
         ("Deployment", "byok-operator"),
+        ("Role", "byok-operator-leader-election"),
+        ("RoleBinding", "byok-operator-leader-election"),
         ("Secret", "byok-operator-encryption"),
         ("ServiceAccount", "byok-operator"),
         ("ValidatingAdmissionPolicy", "byok-operator-platform-fields"),
@@ -230,7 +232,8 @@ def test_renders_the_operator_and_its_rbac(helm: Helm) -> None:
 
 
 BAD_VALUES = {
-    "unknown-key": (["--set", "replicas=2"], "at '': additional properties 'replicas' not allowed"),
+    "unknown-key": (["--set", "replica=2"], "at '': additional properties 'replica' not allowed"),
+    "no-replicas": (["--set", "replicas=0"], "at '/replicas': minimum: got 0, want 1"),
     "unknown-nested-key": (
         ["--set", "securityContext.readOnlyRootFileSystem=true"],
         "at '/securityContext': additional properties 'readOnlyRootFileSystem' not allowed",
@@ -387,8 +390,20 @@ def _grants(roles: list[dict[str, Any]], resource: str) -> set[str]:
 
 def test_cluster_wide_rbac_separates_framework_and_application(helm: Helm) -> None:
     roles = {r["metadata"]["name"]: r for r in _operator_roles(helm.objects())}
-    assert set(roles) == {"byok-operator-framework", "byok-operator-tenants"}
+    assert set(roles) == {
+        "byok-operator-framework",
+        "byok-operator-tenants",
+        "byok-operator-leader-election",
+    }
     framework, tenants = [roles["byok-operator-framework"]], [roles["byok-operator-tenants"]]
+    election = [roles["byok-operator-leader-election"]]
+    assert election[0]["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert {r["resources"][0] for r in election[0]["rules"]} == {"leases"}
+    assert _grants(election, "leases") == {"create", "get", "update"}
+    named = [r for r in election[0]["rules"] if "resourceNames" in r]
+    assert [(r["resourceNames"], r["verbs"]) for r in named] == [
+        (["byok-operator"], ["get", "update"])
+    ]
     assert _grants(framework, "customresourcedefinitions") == {"list", "watch"}
     assert _grants(framework, "events") == {"create"}
     # Clusterwide kopf does not list namespaces; the operator reads two, by name, at startup.
@@ -438,7 +453,7 @@ def test_watch_namespaces_gives_namespaced_rbac(helm: Helm) -> None:
         assert _grants(local, "tenantllmconfigs/finalizers") == {"update"}
         assert _grants(local, "secrets") == {"get", "list", "watch", "create", "update", "delete"}
     # The vault: in the operator's namespace only, and not watched.
-    vault = in_namespace(RELEASE_NAMESPACE)
+    vault = [r for r in in_namespace(RELEASE_NAMESPACE) if "leader" not in r["metadata"]["name"]]
     assert [r["metadata"]["name"] for r in vault] == ["byok-operator-vault"]
     assert _grants(vault, "secrets") == {"get", "list", "create", "update", "delete"}
     args = _by_kind(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
@@ -492,8 +507,13 @@ def test_deployment_is_hardened_and_configured(helm: Helm) -> None:
     deployment = _by_kind(objects, "Deployment")[0]
     spec = deployment["spec"]
     assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    # Safe to roll: the new pod stands by (Ready) until the old one releases the Lease.
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = spec["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 30
     assert pod["automountServiceAccountToken"] is True
     assert _by_kind(objects, "ServiceAccount")[0]["automountServiceAccountToken"] is False
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -507,6 +527,7 @@ def test_deployment_is_hardened_and_configured(helm: Helm) -> None:
     assert security["capabilities"] == {"drop": ["ALL"]}
     env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env == {
+        "POD_NAME": {"fieldRef": {"fieldPath": "metadata.name"}},  # the Lease holder's identity
         "LITELLM_URL": "http://litellm.litellm.svc:4000",
         "BYOK_GATEWAY_PUBLIC_URL": "https://llm.example.com/v1",
         "LITELLM_MASTER_KEY": {"secretKeyRef": {"name": "litellm-master-key", "key": "master-key"}},
@@ -519,7 +540,20 @@ def test_deployment_is_hardened_and_configured(helm: Helm) -> None:
         "BYOK_INSTANCE_ID": "cluster-eu-1",
         "BYOK_VALIDATION_TIMEOUT": "5",
     }
-    assert container["args"] == ["run", "--liveness=http://0.0.0.0:8080/healthz"]
+    assert container["args"] == [
+        "run",
+        "--leader-elect",
+        "--leader-elect-lease=byok-operator",
+        "--probes=0.0.0.0:8081",
+    ]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert _by_kind(objects, "PodDisruptionBudget") == [], "one replica: nothing to keep"
+    several = helm.objects("--set", "replicas=3")
+    assert _by_kind(several, "Deployment")[0]["spec"]["replicas"] == 3
+    (budget,) = _by_kind(several, "PodDisruptionBudget")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
     defaults = _by_kind(helm.objects(), "Deployment")[0]["spec"]["template"]["spec"]
     default_env = {e["name"]: e.get("value") for e in defaults["containers"][0]["env"]}
     assert default_env["BYOK_GATEWAY_PUBLIC_URL"] == default_env["LITELLM_URL"]
@@ -610,7 +644,8 @@ def test_rendered_manifests_pass_a_server_side_dry_run(
     assert "Warning" not in result.stderr, result.stderr
 
 
-Check = tuple[str, str, str | None]  # verb, "plural[.group][/subresource]", namespace or None
+# verb, "plural[.group][/subresource]", namespace or None[, object name]
+Check = tuple[str, str, str | None] | tuple[str, str, str | None, str]
 
 
 def _access(cluster: Cluster, subject: str, checks: list[Check]) -> dict[Check, bool]:
@@ -624,12 +659,14 @@ def _access(cluster: Cluster, subject: str, checks: list[Check]) -> dict[Check, 
         "system:authenticated",
     ]
     reviews = []
-    for verb, target, where in checks:
+    for verb, target, where, *name in checks:
         resource, _, subresource = target.partition("/")
         plural, _, group = resource.partition(".")
         attributes = {"verb": verb, "group": group, "resource": plural, "subresource": subresource}
         if where is not None:
             attributes["namespace"] = where
+        if name:
+            attributes["name"] = name[0]
         reviews.append(
             {
                 "apiVersion": "authorization.k8s.io/v1",
@@ -691,7 +728,12 @@ class Release:
 
     @property
     def service_account(self) -> str:
-        return f"system:serviceaccount:{self.namespace}:{self.name}"
+        return f"system:serviceaccount:{self.namespace}:{self.fullname}"
+
+    @property
+    def fullname(self) -> str:
+        """The chart's byok.fullname: the release name when it names the chart already."""
+        return self.name if "byok-operator" in self.name else f"{self.name}-byok-operator"
 
     def uninstall(self) -> None:
         self.helm.run("uninstall", self.name, "-n", self.namespace, "--wait")
@@ -820,6 +862,17 @@ VAULT_NEEDS = [
     ("update", "secrets"),
     ("delete", "secrets"),
 ]
+LEASE = "leases.coordination.k8s.io"
+
+
+def lease_checks(release: Release) -> tuple[list[Check], list[Check]]:
+    """Leader election (leader.py): its own Lease read, created and renewed; no other."""
+    ns, lease = release.namespace, release.fullname
+    allowed: list[Check] = [("create", LEASE, ns), ("get", LEASE, ns, lease)]
+    allowed += [("update", LEASE, ns, lease)]
+    denied: list[Check] = [("get", LEASE, ns, "kube-controller-manager")]
+    denied += [("update", LEASE, "kube-system", lease), ("delete", LEASE, ns, lease)]
+    return allowed, denied
 
 
 @pytest.mark.cluster
@@ -838,7 +891,8 @@ def test_operator_permissions_cluster_wide(
         ("list", "namespaces", None),
         ("get", "customresourcedefinitions.apiextensions.k8s.io", None),
     ]
-    _assert_access(cluster, release.service_account, allowed, denied)
+    leases = lease_checks(release)
+    _assert_access(cluster, release.service_account, allowed + leases[0], denied + leases[1])
 
 
 @pytest.mark.cluster
@@ -861,7 +915,8 @@ def test_operator_permissions_with_watch_namespaces(
     denied += [("watch", "secrets", namespace)]
     denied += [("get", "secrets", "kube-system")]
     denied += [(verb, resource, "tenant-a") for verb, resource in NEVER]
-    _assert_access(cluster, release.service_account, allowed, denied)
+    leases = lease_checks(release)
+    _assert_access(cluster, release.service_account, allowed + leases[0], denied + leases[1])
 
 
 # --- who owns spec.platform (DESIGN §7) ------------------------------------------------------

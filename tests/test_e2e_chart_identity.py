@@ -54,8 +54,8 @@ def test_the_operator_does_its_job_with_the_charts_service_account(
     tmp_path: Path,
 ) -> None:
     """The operator runs with a token of the chart's ServiceAccount (its RBAC, its encryption
-    Secret, its namespace for the vault) through enable, rotation, revert and delete; no call
-    is refused."""
+    Secret, its namespace for the vault, its Lease) through enable, rotation, revert and
+    delete; no call is refused."""
     release()
     token = cluster.kubectl(
         "create", "token", release.name, "-n", namespace, "--duration", "1h"
@@ -69,7 +69,12 @@ def test_the_operator_does_its_job_with_the_charts_service_account(
     env.pop("BYOK_ENCRYPTION_KEYS_FILE", None)  # the chart's Secret, read with the chart's RBAC
     tenant_ns = f"{namespace[:50]}-t"
     cluster.kubectl("create", "namespace", tenant_ns)
-    charted = OperatorProcess(state_dir=tmp_path, env=env)
+    # As the chart runs it: behind the Lease (the leader-election Role is part of the proof).
+    charted = OperatorProcess(
+        state_dir=tmp_path,
+        env=env,
+        args=("--leader-elect", "--leader-elect-lease", release.fullname),
+    )
     operator.stop()
     try:
         charted.start()

@@ -66,6 +66,19 @@ code uses; no wildcards; subresources listed explicitly.
   verbs: [get, list, create, update, delete]
 {{- end -}}
 
+{{- /* Leader election (leader.py), the operator's own namespace, in every mode. */ -}}
+{{- define "byok.rules.leaderElection" -}}
+# One Lease, read, created once and renewed every 2 s. Create cannot be narrowed by name;
+# the other verbs are.
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [{{ include "byok.fullname" . }}]
+  verbs: [get, update]
+{{- end -}}
+
 {{- /* Application, namespaced mode: the orphan sweep's view of every tenant. */ -}}
 {{- define "byok.rules.sweep" -}}
 # The orphan sweep deletes gateway objects and vault Secrets only when no TenantLLMConfig
