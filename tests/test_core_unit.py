@@ -291,6 +291,25 @@ def test_regrace_counts_grace_from_a_publication_that_happens_now() -> None:
     assert by_alias["a-2"].state == "live"
 
 
+def test_a_confirmed_deadline_survives_the_trip_through_status_whole() -> None:
+    """Status carries whole seconds; a publication at .9 s must not come back a second early
+    (the chaos test once saw a 5 s grace end after 4.7 s this way)."""
+    from byok_operator.core.conditions import rfc3339
+    from byok_operator.core.keys import regrace
+    from byok_operator.core.schedule import confirmed_deadlines
+
+    shape = KeyShape(mode=Mode.PLATFORM, team_id="tlc-u", models=("m",))
+    published = T0 + timedelta(seconds=2, microseconds=900_000)
+    old = _retiring("a-1", shape, T0 + timedelta(seconds=1))
+    live = _live(Mode.PLATFORM, shape).model_copy(update={"alias": "a-2"})
+    state = regrace(VaultState(keys=[old, live]), now=published, grace=timedelta(seconds=5))
+    deadline = {k.alias: k.revoke_after for k in state.keys}["a-1"]
+    assert deadline == T0 + timedelta(seconds=8)
+    assert deadline is not None
+    status = {"retiringVirtualKeys": [{"alias": "a-1", "revokeAfter": rfc3339(deadline)}]}
+    assert confirmed_deadlines(status)["a-1"] == deadline >= published + timedelta(seconds=5)
+
+
 def test_a_trusted_pass_takes_the_confirmed_deadlines_from_status() -> None:
     """The vault's revocation times are written before publication (estimates); the status,
     written after it, has the confirmed ones. The later time wins, so a slow pass that published
