@@ -107,3 +107,14 @@ async def test_a_holder_that_cannot_renew_gives_up_before_its_lease_ends(
     gave_up = time.monotonic() - cut
     assert gave_up < 3, f"gave up {gave_up:.1f}s after its last renewal: another may lead by then"
     assert not leader.is_leader
+
+
+def test_a_refused_lease_call_says_which_grant_is_missing() -> None:
+    """The message of a 403 names the Lease, the verbs and the chart's Role; a 404 names the
+    namespace setting (pure: no API server needed)."""
+    from byok_operator.leader import lease_refusal
+
+    refused = lease_refusal("byok-system/byok-operator", 403)
+    for part in ("byok-system/byok-operator", "HTTP 403", "get/update", "leader-election"):
+        assert part in refused
+    assert "BYOK_OPERATOR_NAMESPACE" in lease_refusal("nowhere/byok-operator", 404)

@@ -68,6 +68,20 @@ class _Seen:
     since: float
 
 
+def lease_refusal(where: str, status: int | None) -> str:
+    """What an HTTP error of a Lease call means, and what to do about it."""
+    if status in (401, 403):
+        return (
+            f"the API server refused access to the Lease {where} (HTTP {status}): the "
+            "operator's identity needs create on leases and get/update on this one in that "
+            "namespace (the chart's Role <release>-leader-election grants them for the Lease "
+            "named like the release; keep --leader-elect-lease as the chart sets it)"
+        )
+    if status == 404:
+        return f"the namespace of the Lease {where} does not exist: create it, or fix BYOK_OPERATOR_NAMESPACE"
+    return f"the Lease {where} answered HTTP {status}; retrying every few seconds"
+
+
 class LeaderElector:
     def __init__(
         self,
@@ -121,7 +135,7 @@ class LeaderElector:
         try:
             return await asyncio.to_thread(self._try_once)
         except ApiException as exc:
-            log.warning("Leader election: the Lease %s answered HTTP %s", self._where, exc.status)
+            log.warning("Leader election: %s", lease_refusal(self._where, exc.status))
         except Exception as exc:  # the API server unreachable: keep trying
             log.warning("Leader election: cannot reach the API server (%s)", type(exc).__name__)
         return False
