@@ -12,7 +12,7 @@ PYTEST_ARGS  ?=
 
 export BYOK_SHARED_DIR := $(SHARED)
 
-.PHONY: help venv tools testbed lint test test-fast cluster-up cluster-down demo bench bench-scale clean
+.PHONY: help venv tools testbed lint test test-fast test-unit test-contract test-cluster test-e2e cluster-up cluster-down demo bench bench-scale clean
 
 help:
 	@echo "make demo   - local control plane + LiteLLM + operator + example tenants (enable -> rotate -> revert)"
@@ -50,6 +50,20 @@ test: venv tools testbed lint
 
 test-fast: venv
 	$(BIN)/pytest -m "not cluster and not gateway and not slow" $(PYTEST_ARGS)
+
+# One tier at a time (README, "Tests in tiers"): unit needs nothing, contract runs its
+# double-backed half without servers, cluster and e2e start the servers they need.
+test-unit: venv
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-contract: venv tools testbed
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest tests/contract $(PYTEST_ARGS)
+
+test-cluster: venv tools
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest tests/cluster $(PYTEST_ARGS)
+
+test-e2e: venv tools testbed
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 cluster-up: tools
 	@mkdir -p $(STATE)

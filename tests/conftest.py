@@ -18,3 +18,15 @@ def litellm_env(provider_stub: ProviderStub) -> dict[str, str]:
         "PLATFORM_OPENAI_API_BASE": provider_stub.openai_base_url,
         "PLATFORM_OPENAI_API_KEY": PLATFORM_KEY,
     }
+
+
+# The folders are the tiers; these markers follow from the folder, so `-m e2e` and
+# `pytest tests/e2e` select the same tests. tests/cluster is selected by its folder: its
+# `cluster` marker means "needs the API server", which the e2e tier needs too.
+TIER_MARKERS = ("unit", "contract", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if (tier := item.path.parent.name) in TIER_MARKERS:
+            item.add_marker(tier)

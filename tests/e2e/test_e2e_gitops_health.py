@@ -16,7 +16,7 @@ from stubs.provider_stub import ProviderStub
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
-GITOPS = Path(__file__).resolve().parents[1] / "examples" / "gitops"
+GITOPS = Path(__file__).resolve().parents[2] / "examples" / "gitops"
 HEALTH_KEY = "resource.customizations.health.llm.byok.io_TenantLLMConfig"
 
 

@@ -782,7 +782,7 @@ def test_the_doubles_schemas_are_those_of_the_installed_litellm() -> None:
     python = cache / "venv/bin/python"
     if not python.exists():
         pytest.skip(f"no LiteLLM test bed at {cache} (LITELLM_URL points elsewhere)")
-    doubles = Path(__file__).parent / "doubles"
+    doubles = Path(__file__).parents[1] / "doubles"
     exported = subprocess.run(
         [str(python), str(doubles / "export_litellm_schemas.py")],
         capture_output=True,
