@@ -513,7 +513,14 @@ def test_gateway_objects_of_a_vanished_tenant_are_swept_and_foreign_ones_left_al
             describe=lambda: json.dumps(tenants.gateway_objects(uid)),
         )
         _say(f"orphans swept {time.monotonic() - started:.1f}s after the operator started")
-        assert "Orphan sweep removed" in operator.tail(400)
+        # The sweep logs its report after its last delete, so the line can trail the state.
+        wait_for(
+            lambda: "Orphan sweep removed" in operator.tail(400),
+            timeout=10,
+            interval=0.2,
+            what="the sweep to report what it removed",
+            describe=lambda: operator.tail(20),
+        )
 
         # The pass that removed the orphans saw the foreign objects too, and kept them; and
         # the shared deployments belong to no tenant, so a vanished one takes none with it.

@@ -182,6 +182,42 @@ def test_enable_with_a_bad_key_changes_nothing(
     assert "at least one key" in err, err
 
 
+def test_enable_with_an_allow_list(
+    plugin: Any, tenants: Tenants, namespace: str, provider_stub: ProviderStub
+) -> None:
+    """``--models`` sets the provider's allow-list after testing it against the key; a model
+    the key cannot use changes nothing; a malformed option says how to write it. (Its own
+    tenant id: tenant ids are unique across the cluster and other tests enable ``acme``.)"""
+    key = canary("openai")
+    code, out, err = plugin(
+        "enable", "allowlist", "--openai", "-", "--models", f"openai={MODEL}", stdin=key
+    )
+    assert code == 0, (out, err)
+    obj = tenants.get(namespace, "allowlist") or {}
+    assert obj["spec"]["providers"]["openai"]["models"] == [MODEL]
+    assert "Ready=True" in out, out
+
+    code, out, err = plugin(
+        "enable", "allowlist", "--openai", "-", "--models", "openai=no-such-model", stdin=key
+    )
+    assert code == 1, (out, err)
+    assert "nothing was changed" in err, (out, err)
+    assert "no-such-model" in out, out
+    assert (tenants.get(namespace, "allowlist") or {})["spec"]["providers"]["openai"]["models"] == [
+        MODEL
+    ]
+
+    code, out, err = plugin("enable", "allowlist", "--openai", "-", "--models", "gpt-4o", stdin=key)
+    assert code == 1, (out, err)
+    assert "PROVIDER=MODEL" in err, err
+    code, out, err = plugin(
+        "enable", "allowlist", "--openai", "-", "--models", "anthropic=claude-x", stdin=key
+    )
+    assert code == 1, (out, err)
+    assert "needs the anthropic key" in err, err
+    _no_key_in([key], out, err)
+
+
 def test_revert_needs_the_exact_confirmation(plugin: Any, tenants: Tenants, namespace: str) -> None:
     tenants.put_secret(namespace, "keys", {"openai": canary("openai")})
     spec = {

@@ -79,3 +79,53 @@ def test_key_reports_read_like_the_panel() -> None:
         "reason": "InvalidKey",
         "fingerprint": "sha256:bbbb",
     }
+
+
+def test_enable_sends_allow_lists_and_keeps_what_it_applied_before() -> None:
+    """Server-side apply drops fields the manager omits: providers already configured are sent
+    again with their allow-lists; ``models`` replaces the list of a provider keyed now."""
+    from byok_operator.admin.actions import enable_manifests
+
+    existing = {
+        "spec": {
+            "tenantId": "t",
+            "providers": {
+                "openai": {"secretRef": {"name": "k", "key": "openai"}, "models": ["a"]},
+                "anthropic": {"secretRef": {"name": "k", "key": "anthropic"}, "models": ["c"]},
+            },
+        }
+    }
+    manifest = enable_manifests(
+        "ns", "t", secret="k", providers=[Provider.OPENAI], tenant_id=None, existing=existing
+    )
+    assert manifest["spec"]["providers"]["openai"]["models"] == ["a"]
+    assert manifest["spec"]["providers"]["anthropic"]["models"] == ["c"]
+    assert "tenantId" not in manifest["spec"]  # immutable: only on create
+    manifest = enable_manifests(
+        "ns",
+        "t",
+        secret="k",
+        providers=[Provider.OPENAI],
+        tenant_id=None,
+        existing=existing,
+        models={Provider.OPENAI: ["b", "a"]},
+    )
+    assert manifest["spec"]["providers"]["openai"]["models"] == ["b", "a"]
+
+
+def test_models_options_are_parsed_or_refused_with_the_way_to_write_them() -> None:
+    import pytest
+
+    from byok_operator.cli.kubectl_byok import PluginError, parse_models
+
+    keys = {Provider.OPENAI: "sk-x"}
+    assert parse_models(["openai=a, b", "OpenAI=b,c"], keys) == {Provider.OPENAI: ["a", "b", "c"]}
+    assert parse_models([], keys) == {}
+    for bad, says in [
+        ("gpt-4o", "PROVIDER=MODEL"),
+        ("openai=", "PROVIDER=MODEL"),
+        ("mistral=x", "providers: openai, anthropic"),
+        ("anthropic=claude", "needs the anthropic key"),
+    ]:
+        with pytest.raises(PluginError, match=says):
+            parse_models([bad], keys)

@@ -123,13 +123,20 @@ def enable_manifests(
     providers: list[Provider],
     tenant_id: str | None,
     existing: Mapping[str, Any] | None,
+    models: Mapping[Provider, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """The TenantLLMConfig fields `enable` owns: BYOK mode and a secretRef per provider (and
-    tenantId only on create: it is immutable)."""
+    """The TenantLLMConfig fields `enable` owns: BYOK mode, a secretRef per provider, the
+    allow-lists it was given (and tenantId only on create: it is immutable)."""
     # Server-side apply drops fields this manager applied before and omits now, so the
-    # providers already configured are sent again (enable adds a provider, never removes one).
+    # providers already configured are sent again (enable adds a provider, never removes one),
+    # with their allow-lists unless this call gives new ones.
     kept = _provider_entries(existing) if existing else {}
-    fresh = {p.value: {"secretRef": {"name": secret, "key": p.value}} for p in providers}
+    fresh = {
+        p.value: {**kept.get(p.value, {}), "secretRef": {"name": secret, "key": p.value}}
+        for p in providers
+    }
+    for provider, listed in (models or {}).items():
+        fresh[provider.value]["models"] = list(listed)
     spec: dict[str, Any] = {"mode": api.Mode.BYOK.value, "providers": {**kept, **fresh}}
     if existing is None:
         spec["tenantId"] = tenant_id or name
@@ -150,7 +157,9 @@ def run_enable(
     secret: str | None,
     tenant_id: str | None,
     waiting: Waiting,
+    models: Mapping[Provider, list[str]] | None = None,
 ) -> dict[str, Any]:
+    """``models``: allow-lists for providers keyed in this call, tested with their keys."""
     if not keys:
         raise Invalid("enable needs at least one provider key (OpenAI and/or Anthropic)")
     existing = cluster.find(name)
@@ -163,7 +172,7 @@ def run_enable(
             f"{cluster.namespace}/{name} has tenantId {_spec(existing).get('tenantId')!r}; "
             "it is immutable (leave --tenant-id out)"
         )
-    require_valid(validate_keys(keys), out)
+    require_valid(validate_keys(keys, dict(models or {})), out)
     secret = secret or f"{name}{KEYS_SECRET_SUFFIX}"
     labels = {api.CREDENTIALS_LABEL: "true", api.MANAGED_BY_LABEL: FIELD_MANAGER}
     write_keys(cluster, secret, {p.value: k for p, k in keys.items()}, labels)
@@ -175,6 +184,7 @@ def run_enable(
         providers=list(keys),
         tenant_id=tenant_id,
         existing=existing,
+        models=models,
     )
     cluster.apply(manifest)
     out.write(

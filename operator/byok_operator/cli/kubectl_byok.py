@@ -525,6 +525,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_models(
+    options: list[str], keys: Mapping[api.Provider, str]
+) -> dict[api.Provider, list[str]]:
+    """``--models openai=a,b`` (repeatable) as allow-lists, for providers given a key in this
+    call only: an allow-list is tested against the key it goes with."""
+    allowed: dict[api.Provider, list[str]] = {}
+    for option in options:
+        name, sep, listed = option.partition("=")
+        models = [m.strip() for m in listed.split(",") if m.strip()]
+        try:
+            provider = api.Provider(name.strip().lower())
+        except ValueError:
+            provider = None
+        if not sep or provider is None or not models:
+            raise PluginError(
+                f"--models {option!r} is not PROVIDER=MODEL[,MODEL...]: write e.g. "
+                "--models openai=gpt-4o-mini,gpt-4o (providers: "
+                f"{', '.join(p.value for p in api.Provider)})"
+            )
+        if provider not in keys:
+            raise PluginError(
+                f"--models {provider.value}=... needs the {provider.value} key in the same call "
+                f"(--{provider.value} SOURCE): the allow-list is tested against that key"
+            )
+        allowed[provider] = list(dict.fromkeys([*allowed.get(provider, []), *models]))
+    return allowed
+
+
 def _key_options(parser: argparse.ArgumentParser) -> None:
     for provider in api.Provider:
         parser.add_argument(
@@ -561,6 +589,15 @@ def _action_parsers(sub: Any, options: argparse.ArgumentParser) -> None:
     _key_options(enable)
     enable.add_argument("--secret", help="the key Secret (default: NAME-llm-keys)")
     enable.add_argument("--tenant-id", help="spec.tenantId on create (default: NAME)")
+    enable.add_argument(
+        "--models",
+        action="append",
+        default=[],
+        metavar="PROVIDER=MODEL[,MODEL...]",
+        help="the provider's allow-list (spec.providers.PROVIDER.models), tested against the "
+        "key first; repeatable, e.g. --models openai=gpt-4o-mini,gpt-4o (default: the "
+        "provider's models up to the operator's limit)",
+    )
     _wait_options(enable)
     rotate = sub.add_parser(
         "rotate", parents=[options], help="test new provider key(s) and put them in place"
@@ -632,6 +669,7 @@ def _run_action(args: argparse.Namespace, tenants: TenantClient, out: TextIO) ->
                 secret=args.secret,
                 tenant_id=args.tenant_id,
                 waiting=waiting,
+                models=parse_models(args.models, keys),
             )
         elif args.command == "rotate":
             obj = run_rotate_keys(tenants, args.name, keys, out, waiting=waiting)
