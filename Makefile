@@ -21,10 +21,10 @@ help:
 	@echo "make bench-scale - the 1,000- and 10,000-tenant runs (about an hour)"
 	@echo "make cluster-up / cluster-down - a local kube-apiserver + etcd for your own experiments"
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml dev/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./dev
 	@touch $@
 
 venv: $(BIN)/.installed
@@ -40,8 +40,8 @@ testbed:
 	@if [ -z "$$LITELLM_URL" ]; then $(TESTBED)/install; fi
 
 lint: venv
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator dev tests hack
+	$(BIN)/ruff format --check operator dev tests hack
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
@@ -67,10 +67,10 @@ test-e2e: venv tools testbed
 
 cluster-up: tools
 	@mkdir -p $(STATE)
-	@cd tests && ../$(BIN)/python -m harness.cluster up $(STATE)/cluster
+	@PATH=$(abspath $(BIN)):$$PATH $(BIN)/python -m byok_dev.stack up $(STATE)
 
 cluster-down: venv
-	@cd tests && ../$(BIN)/python -m harness.cluster down $(STATE)/cluster
+	@$(BIN)/python -m byok_dev.stack down $(STATE)
 
 demo: tools testbed
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python hack/demo.py --state $(STATE)/demo

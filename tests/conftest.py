@@ -1,14 +1,15 @@
 """Shared pytest setup: the real parts (API server, LiteLLM test bed, provider stand-ins,
-the operator process) live in harness/ and are loaded here as plugins."""
+the operator process) are started with the development stack (`dev/byok_dev`); their
+pytest fixtures live in fixtures/ and are loaded here as plugins."""
 
 from __future__ import annotations
 
 import pytest
 
-from harness.operator import PLATFORM_KEY
-from stubs.provider_stub import ProviderStub
+from byok_dev.operator import PLATFORM_KEY
+from byok_dev.provider_stub import ProviderStub
 
-pytest_plugins = ["harness.fixtures", "harness.litellm_fixtures", "harness.e2e"]
+pytest_plugins = ["fixtures.cluster", "fixtures.litellm", "fixtures.e2e"]
 
 
 @pytest.fixture(scope="session")

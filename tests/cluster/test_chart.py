@@ -23,8 +23,8 @@ import pytest
 import yaml
 from cryptography.fernet import Fernet
 
-from harness.cluster import PLATFORM_ADMIN, REPO_ROOT, Cluster
-from harness.waiting import wait_for
+from byok_dev.cluster import PLATFORM_ADMIN, REPO_ROOT, Cluster
+from byok_dev.waiting import wait_for
 
 CHART = REPO_ROOT / "charts" / "byok-operator"
 CRD_DIR = REPO_ROOT / "crds"

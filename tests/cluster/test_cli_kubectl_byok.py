@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
+from byok_dev.cluster import Cluster
 from byok_operator import api
 from byok_operator.cli import kubectl_byok
 from byok_operator.cli.kubectl_byok import human_duration, status_row
 from byok_operator.crypto import Vault, fingerprint
-from harness.cluster import Cluster
 
 CANARY_OPENAI = "sk-canary-openai-" + "x" * 40
 CANARY_ANTHROPIC = "sk-ant-canary-anthropic-" + "y" * 40

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cluster import LOOPBACK, PROCESSES, Cluster
+from byok_dev.cluster import PROCESSES, Cluster
+from byok_dev.process import LOOPBACK
 
 pytestmark = pytest.mark.cluster
 

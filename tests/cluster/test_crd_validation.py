@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.cluster import REPO_ROOT, Cluster
+from byok_dev.cluster import REPO_ROOT, Cluster
 
 pytestmark = pytest.mark.cluster
 

@@ -13,8 +13,8 @@ import pytest
 from kubernetes import client
 from kubernetes import config as k8s_config
 
+from byok_dev.cluster import Cluster
 from byok_operator.leader import LeaderElector, LeaseConfig
-from harness.cluster import Cluster
 
 pytestmark = pytest.mark.cluster
 

@@ -25,6 +25,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from byok_dev.litellm import LiteLLMTestbed
 from byok_operator.api import Provider
 from byok_operator.gateway import (
     DuplicateKeyAliasError,
@@ -37,7 +38,6 @@ from byok_operator.gateway import (
     token_of,
 )
 from doubles.litellm_admin import LiteLLMAdminDouble
-from harness.litellm import LiteLLMTestbed
 
 gateway_test = pytest.mark.gateway
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
+from byok_dev.provider_stub import ProviderStub
 from byok_operator import api
 from byok_operator.core.vault import TenantRef, gateway_secret_name
 from byok_operator.crypto import Vault
@@ -30,7 +31,6 @@ from byok_operator.tenant import Reconciler
 from byok_operator.tenant.reconciler import Deps, Outcome
 from doubles.cluster import MemoryCluster, merge_patch
 from doubles.litellm_admin import LiteLLMAdminDouble, token_of
-from stubs.provider_stub import ProviderStub
 
 PLATFORM_KEY = "sk-platform-canary-0000000000000000"
 PLATFORM_MODELS = ("gpt-4o-mini",)

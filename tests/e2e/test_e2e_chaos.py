@@ -52,12 +52,12 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
-from harness.cluster import Cluster, delete_namespace
-from harness.e2e import Tenants, canary
-from harness.litellm import LiteLLMTestbed, restart
-from harness.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
-from harness.waiting import wait_for
-from stubs.provider_stub import ProviderStub, fingerprint_of
+from byok_dev.cluster import Cluster, delete_namespace
+from byok_dev.litellm import LiteLLMTestbed, restart
+from byok_dev.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
+from byok_dev.provider_stub import ProviderStub, fingerprint_of
+from byok_dev.tenants import Tenants, canary
+from byok_dev.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 

@@ -13,11 +13,11 @@ import pytest
 import yaml
 from test_chart import Release, cluster_helm, helm_bin, helm_home, release  # noqa: F401  (fixtures)
 
+from byok_dev.cluster import Cluster, delete_namespace
+from byok_dev.operator import OperatorProcess
+from byok_dev.tenants import Tenants, canary
+from byok_dev.waiting import wait_for
 from byok_operator.crypto import fingerprint
-from harness.cluster import Cluster, delete_namespace
-from harness.e2e import Tenants, canary
-from harness.operator import OperatorProcess
-from harness.waiting import wait_for
 
 
 def _token_kubeconfig(cluster: Cluster, token: str, path: Path) -> Path:

@@ -17,15 +17,15 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from byok_dev import litellm as litellm_testbed
+from byok_dev.litellm import LiteLLMTestbed
+from byok_dev.operator import OPERATOR_NAMESPACE, OperatorProcess
+from byok_dev.provider_stub import ProviderStub
+from byok_dev.tenants import Tenants, canary, uid_of
+from byok_dev.waiting import wait_for
 from byok_operator.core.gateway import SENTINEL_KEY
 from byok_operator.crypto import fingerprint
 from byok_operator.gateway import token_of
-from harness import litellm as litellm_testbed
-from harness.e2e import Tenants, canary, uid_of
-from harness.litellm import LiteLLMTestbed
-from harness.operator import OPERATOR_NAMESPACE, OperatorProcess
-from harness.waiting import wait_for
-from stubs.provider_stub import ProviderStub
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 

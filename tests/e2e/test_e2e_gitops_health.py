@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.e2e import Tenants, canary
-from harness.operator import OperatorProcess
-from stubs.provider_stub import ProviderStub
+from byok_dev.operator import OperatorProcess
+from byok_dev.provider_stub import ProviderStub
+from byok_dev.tenants import Tenants, canary
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 

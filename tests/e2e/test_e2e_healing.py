@@ -26,14 +26,14 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet, InvalidToken
 
+from byok_dev import litellm as litellm_testbed
+from byok_dev.litellm import LiteLLMTestbed
+from byok_dev.operator import OPERATOR_NAMESPACE, OperatorProcess
+from byok_dev.provider_stub import ProviderStub, fingerprint_of
+from byok_dev.tenants import NOTHING, Tenants, canary, condition_of, uid_of
+from byok_dev.waiting import wait_for
 from byok_operator.core.gateway import SENTINEL_KEY
 from byok_operator.crypto import fingerprint
-from harness import litellm as litellm_testbed
-from harness.e2e import NOTHING, Tenants, canary, condition_of, uid_of
-from harness.litellm import LiteLLMTestbed
-from harness.operator import OPERATOR_NAMESPACE, OperatorProcess
-from harness.waiting import wait_for
-from stubs.provider_stub import ProviderStub, fingerprint_of
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 

@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 
+from byok_dev.litellm import LiteLLMTestbed
+from byok_dev.operator import OPERATOR_NAMESPACE, OperatorProcess
+from byok_dev.provider_stub import ProviderStub
+from byok_dev.tenants import NOTHING, Tenants, canary, uid_of
+from byok_dev.waiting import wait_for
 from byok_operator.crypto import fingerprint
-from harness.e2e import NOTHING, Tenants, canary, uid_of
-from harness.litellm import LiteLLMTestbed
-from harness.operator import OPERATOR_NAMESPACE, OperatorProcess
-from harness.waiting import wait_for
 from stubs.fault_proxy import FaultProxy
-from stubs.provider_stub import ProviderStub
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 

@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
+from byok_dev.cluster import delete_namespace
+from byok_dev.provider_stub import ProviderStub
+from byok_dev.tenants import Tenants, canary
+from byok_dev.waiting import wait_for
 from byok_operator.crypto import fingerprint
-from harness.cluster import delete_namespace
-from harness.e2e import Tenants, canary
-from harness.waiting import wait_for
-from stubs.provider_stub import ProviderStub
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
+from byok_dev.provider_stub import ProviderStub
+from byok_dev.tenants import Tenants, canary
 from byok_operator import api
 from byok_operator.admin.actions import Waiting, run_revert
 from byok_operator.admin.errors import Invalid
 from byok_operator.cli import kubectl_byok
 from byok_operator.crypto import fingerprint
-from harness.e2e import Tenants, canary
-from stubs.provider_stub import ProviderStub
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 

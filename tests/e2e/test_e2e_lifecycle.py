@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from harness.e2e import Tenants, canary, uid_of
-from harness.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
-from harness.waiting import wait_for
-from stubs.provider_stub import ProviderStub, fingerprint_of
+from byok_dev.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
+from byok_dev.provider_stub import ProviderStub, fingerprint_of
+from byok_dev.tenants import Tenants, canary, uid_of
+from byok_dev.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 

@@ -15,10 +15,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.cluster import free_port
-from harness.e2e import Tenants, canary, uid_of
-from harness.operator import OperatorProcess
-from harness.waiting import wait_for
+from byok_dev.operator import OperatorProcess
+from byok_dev.process import free_port
+from byok_dev.tenants import Tenants, canary, uid_of
+from byok_dev.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 

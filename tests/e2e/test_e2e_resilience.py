@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from harness.e2e import NOTHING, Tenants, canary, uid_of
-from harness.litellm import LiteLLMTestbed
-from harness.operator import PLATFORM_KEY, OperatorProcess
-from harness.waiting import wait_for
-from stubs.provider_stub import ProviderStub
+from byok_dev.litellm import LiteLLMTestbed
+from byok_dev.operator import PLATFORM_KEY, OperatorProcess
+from byok_dev.provider_stub import ProviderStub
+from byok_dev.tenants import NOTHING, Tenants, canary, uid_of
+from byok_dev.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 

@@ -29,10 +29,10 @@ from typing import Any
 
 import pytest
 
-from harness.e2e import Tenants, canary, condition_of, uid_of
-from harness.operator import OperatorProcess
-from harness.waiting import wait_for
-from stubs.provider_stub import ProviderStub, fingerprint_of
+from byok_dev.operator import OperatorProcess
+from byok_dev.provider_stub import ProviderStub, fingerprint_of
+from byok_dev.tenants import Tenants, canary, condition_of, uid_of
+from byok_dev.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 

@@ -14,9 +14,9 @@ import httpx
 import openai
 import pytest
 
+from byok_dev import provider_stub
+from byok_dev.provider_stub import ProviderStub
 from byok_operator.crypto import fingerprint
-from stubs import provider_stub
-from stubs.provider_stub import ProviderStub
 
 STUB_SCRIPT = Path(provider_stub.__file__)
 loopback = httpx.Client(trust_env=False, timeout=10)  # no proxies from the environment

@@ -21,6 +21,7 @@ import anthropic as anthropic_sdk
 import pytest
 import pytest_asyncio
 
+from byok_dev.provider_stub import ANTHROPIC_MODELS, OPENAI_MODELS, ProviderStub
 from byok_operator.api import Provider, Reason
 from byok_operator.crypto import fingerprint
 from byok_operator.providers import (
@@ -31,7 +32,6 @@ from byok_operator.providers import (
     check_format,
     openai,
 )
-from stubs.provider_stub import ANTHROPIC_MODELS, OPENAI_MODELS, ProviderStub
 
 OPENAI, ANTHROPIC = Provider.OPENAI, Provider.ANTHROPIC
 

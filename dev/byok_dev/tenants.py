@@ -1,22 +1,19 @@
-"""pytest plugin for end-to-end tests: provider stand-ins, LiteLLM pointed at them, and the
-operator running as a local process against the test API server."""
+"""What tests, the demo and the bench ask of tenants: manifests applied with server-side apply,
+status and conditions, the agents' Secret, an agent's call through the gateway, and the gateway
+objects of one tenant as LiteLLM itself reports them."""
 
 from __future__ import annotations
 
 import base64
 import json
 import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from harness.cluster import Cluster
-from harness.litellm import LiteLLMTestbed
-from harness.operator import OPERATOR_NAMESPACE, OperatorProcess, operator_env
-from harness.waiting import wait_for
-from stubs.provider_stub import ProviderStub
+from byok_dev.cluster import Cluster
+from byok_dev.litellm import LiteLLMTestbed
+from byok_dev.waiting import wait_for
 
 # What tests.gateway_objects() returns for a tenant with nothing left in the gateway.
 NOTHING: dict[str, list[str]] = {"keys": [], "teams": [], "deployments": [], "credentials": []}
@@ -26,38 +23,6 @@ def canary(provider: str) -> str:
     """A fresh provider key that tests plant and later search for everywhere."""
     prefix = "sk-ant-" if provider == "anthropic" else "sk-"
     return f"{prefix}canary-{secrets.token_hex(16)}"
-
-
-@pytest.fixture(scope="session")
-def provider_stub() -> Iterator[ProviderStub]:
-    with ProviderStub.in_process() as stub:
-        yield stub
-
-
-@pytest.fixture(scope="session")
-def operator(
-    cluster: Cluster,
-    litellm: LiteLLMTestbed,
-    provider_stub: ProviderStub,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[OperatorProcess]:
-    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    state_dir = tmp_path_factory.mktemp("operator")
-    env = operator_env(
-        kubeconfig=cluster.kubeconfig,
-        litellm_url=litellm.url,
-        master_key=litellm.master_key,
-        openai_base_url=provider_stub.openai_base_url,
-        anthropic_base_url=provider_stub.anthropic_base_url,
-        state_dir=state_dir,
-        extra={"BYOK_RETRY_DELAY": "2"},
-    )
-    process = OperatorProcess(state_dir, env)
-    process.start()
-    try:
-        yield process
-    finally:
-        process.stop()
 
 
 class Tenants:
@@ -194,7 +159,7 @@ class Tenants:
         creds = self.admin("GET", "/credentials")
         return {
             "keys": sorted(
-                k.get("key_alias") or k.get("token")
+                str(k.get("key_alias") or k.get("token"))
                 for k in keys
                 if uid in json.dumps(k.get("metadata") or {}) or uid in (k.get("key_alias") or "")
             ),
@@ -218,11 +183,6 @@ class Tenants:
             for m in self.paged("/v2/model/info", "data")
             if '"shared": "true"' in json.dumps(m.get("model_info") or {})
         )
-
-
-@pytest.fixture(scope="session")
-def tenants(cluster: Cluster, litellm: LiteLLMTestbed, operator: OperatorProcess) -> Tenants:
-    return Tenants(cluster, litellm)
 
 
 def condition_of(obj: dict[str, Any], kind: str = "Ready") -> dict[str, Any]:

@@ -10,15 +10,12 @@ Set BYOK_TEST_KUBECONFIG to run the same tests against an existing cluster (kind
 where the users are emulated with impersonation; BYOK_K8S_BIN_DIR to use prebuilt
 binaries instead of hack/build-k8s-binaries.sh.
 
-Command line (from tests/):  python -m harness.cluster up|down STATE_DIR
+Started through ``byok_dev.stack`` (also ``make cluster-up`` / ``cluster-down``).
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
-import contextlib
-import ctypes
 import datetime
 import http.client
 import ipaddress
@@ -26,11 +23,8 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -44,7 +38,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from harness.waiting import wait_for
+from byok_dev.process import LOOPBACK, STOP_TIMEOUT, free_port, owned_pid, spawn, terminate
+from byok_dev.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "hack" / "build-k8s-binaries.sh"
@@ -67,14 +62,10 @@ FIELD_MANAGER = "byok-test-harness"
 
 SERVICE_CIDR = "10.0.0.0/24"
 KUBERNETES_SERVICE_IP = "10.0.0.1"  # first address of SERVICE_CIDR; the serving cert names it
-LOOPBACK = "127.0.0.1"
 
 COMPONENT_READY_TIMEOUT = 30.0  # etcd, controller-manager
 APISERVER_READY_TIMEOUT = 120.0
-STOP_TIMEOUT = 20.0
 START_ATTEMPTS = 3  # free ports are picked then bound by another process: a rare race
-
-PR_SET_PDEATHSIG = 1
 
 
 class ClusterError(RuntimeError):
@@ -351,46 +342,6 @@ def _write_kubeconfig(
 # --- processes ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def die_with_parent_hook() -> Callable[[], None]:
-    """A preexec hook: the child gets SIGTERM when this process dies, even by kill -9, so a
-    run that is killed outright leaks no servers (the test harness and the demo use it)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    parent = os.getpid()
-
-    def hook() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return hook
-
-
-def _spawn(name: str, argv: list[str], state_dir: Path, detach: bool) -> subprocess.Popen[bytes]:
-    """Start a component in its own session, output in STATE_DIR/NAME.log, PID in NAME.pid.
-
-    Its own session keeps a terminal's Ctrl-C from killing it before the harness stops it;
-    unless detached, it also dies with this process.
-    """
-    with (state_dir / f"{name}.log").open("ab") as log:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=state_dir,
-            start_new_session=True,
-            preexec_fn=None if detach else die_with_parent_hook(),
-        )
-    (state_dir / f"{name}.pid").write_text(f"{process.pid}\n")
-    return process
-
-
 def _etcd_argv(bin_dir: Path, state_dir: Path, client_port: int, peer_port: int) -> list[str]:
     client = f"http://{LOOPBACK}:{client_port}"
     peer = f"http://{LOOPBACK}:{peer_port}"
@@ -556,7 +507,7 @@ def _start_once(bin_dir: Path, state_dir: Path, detach: bool, timeout: float) ->
 def _start(
     launch: _Launch, name: str, argv: list[str], probe: Callable[[], bool], timeout: float
 ) -> None:
-    process = _spawn(name, argv, launch.state_dir, launch.detach)
+    process = spawn(name, argv, launch.state_dir, detach=launch.detach, cwd=launch.state_dir)
     launch.cluster.processes.append(process)
     _wait_until(probe, process, name, launch.state_dir, timeout)
 
@@ -628,22 +579,9 @@ def load_cluster(state_dir: Path) -> Cluster | None:
 
 
 def _owned_pid(state_dir: Path, name: str) -> int | None:
-    """The recorded PID of a component, if that process still runs and is ours.
-
-    The command line must name the binary and this state dir, so a recycled PID is never
-    signalled.
-    """
-    pid_file = state_dir / f"{name}.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
-        return None
-    if not any(arg == name.encode() or arg.endswith(f"/{name}".encode()) for arg in cmdline):
-        return None
-    if not any(f"{state_dir}/".encode() in arg for arg in cmdline):
-        return None
-    return pid if _alive(pid) else None
+    """The recorded PID of a component, if it still runs and its command line names the
+    binary and this state dir."""
+    return owned_pid(state_dir, name, f"/{name}", f"{state_dir}/")
 
 
 def _running_pids(state_dir: Path) -> dict[str, int]:
@@ -651,37 +589,13 @@ def _running_pids(state_dir: Path) -> dict[str, int]:
     return {name: pid for name, pid in pids.items() if pid is not None}
 
 
-def _alive(pid: int) -> bool:
-    """Whether pid still runs; reaps it if it is our exited child (zombies count as gone)."""
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def stop_cluster(state_dir: Path, timeout: float = STOP_TIMEOUT) -> None:
     """Stop the processes recorded in state_dir: SIGTERM, then SIGKILL after the deadline."""
     state_dir = state_dir.resolve()
     for name, pid in _running_pids(state_dir).items():
-        _terminate(pid, timeout)
+        terminate(pid, timeout=timeout)
         (state_dir / f"{name}.pid").unlink(missing_ok=True)
     (state_dir / "state.json").unlink(missing_ok=True)
-
-
-def _terminate(pid: int, timeout: float) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid):
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 5
-        time.sleep(0.1)
 
 
 def external_cluster(kubeconfig: Path) -> Cluster:
@@ -902,45 +816,3 @@ def _namespaced_types(cluster: Cluster) -> list[str]:
     return cluster.kubectl(
         "api-resources", "--namespaced=true", "--verbs=list,delete", "-o", "name"
     ).stdout.split()
-
-
-# --- command line -------------------------------------------------------------------------
-
-
-def _up(state_dir: Path) -> None:
-    """Start (or find) the cluster, then bring tenants and the repository's CRDs up to date,
-    so re-running `make cluster-up` after editing crds/ is the dev loop."""
-    cluster = load_cluster(state_dir)
-    if cluster is None:
-        started = time.monotonic()
-        cluster = start_cluster(state_dir, detach=True)
-        elapsed = time.monotonic() - started
-        print(f"cluster up at {cluster.server} in {elapsed:.1f}s", file=sys.stderr)
-    else:
-        print(f"cluster already running at {cluster.server}", file=sys.stderr)
-    bootstrap_tenants(cluster)
-    crd_dir = REPO_ROOT / "crds"
-    if any(crd_dir.glob("*.yaml")):
-        install_crds(cluster, crd_dir)
-    print(f"export KUBECONFIG={cluster.kubeconfig}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`up STATE_DIR` starts a detached cluster (idempotent); `down STATE_DIR` stops it."""
-    parser = argparse.ArgumentParser(prog="python -m harness.cluster", description=__doc__)
-    parser.add_argument("command", choices=["up", "down"])
-    parser.add_argument("state_dir", type=Path)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "up":
-            _up(args.state_dir)
-        else:
-            stop_cluster(args.state_dir)
-    except (ClusterError, KubectlError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -22,6 +22,30 @@ UP_TIMEOUT = 300.0  # `up` runs `install` first: about a minute on a cold cache
 DOWN_TIMEOUT = 60.0
 
 
+# The proxy config tests, the demo and the bench start LiteLLM with (DESIGN §6 settings).
+PLATFORM_MODEL = "gpt-4o-mini"
+UNREACHABLE_API_BASE = "http://127.0.0.1:9/v1"  # discard port: nothing listens
+PLATFORM_FAKE_KEY = "sk-platform-fake-not-a-real-key"
+
+DEFAULT_CONFIG = f"""\
+model_list:
+  - model_name: {PLATFORM_MODEL}
+    litellm_params:
+      model: openai/{PLATFORM_MODEL}
+      api_base: os.environ/PLATFORM_OPENAI_API_BASE
+      api_key: os.environ/PLATFORM_OPENAI_API_KEY
+general_settings:
+  master_key: os.environ/LITELLM_MASTER_KEY
+litellm_settings:
+  telemetry: false
+  # DESIGN §6: a call on a shared BYOK deployment takes the key of the calling key's team.
+  enable_model_config_credential_overrides: true
+router_settings:
+  # One tenant's revoked key (a 401 on a shared deployment) must not cool it down for all.
+  disable_cooldowns: true
+"""
+
+
 class LiteLLMTestbedError(RuntimeError):
     """The test bed could not be started or stopped."""
 

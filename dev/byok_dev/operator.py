@@ -14,16 +14,22 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from harness.waiting import wait_for
+from byok_dev.process import owned_pid, spawn, terminate
+from byok_dev.waiting import wait_for
 
 OPERATOR_NAMESPACE = "byok-system"
+MODULE = "byok_operator.cli.main"
+KEYS_FILE = "encryption-keys"
 # The platform's own provider key (LiteLLM config), planted as a canary like tenant keys.
 PLATFORM_KEY = "sk-platform-canary-" + secrets.token_hex(12)
 
 
 @dataclass
 class OperatorProcess:
-    """Starts ``byok-operator run`` with a given environment; stops it by PID."""
+    """Starts ``byok-operator run`` with a given environment; stops it by PID.
+
+    Each start logs to ``operator-N.log`` in the state dir and records ``operator.pid``;
+    ``owned_operator_pid`` finds a running one again (the demo's ``--stop``)."""
 
     state_dir: Path
     env: dict[str, str]
@@ -31,6 +37,7 @@ class OperatorProcess:
         str, ...
     ] = ()  # more `byok-operator run` flags, e.g. ("-v", "--log-format", "json")
     proc: subprocess.Popen[bytes] | None = None
+    detach: bool = False  # outlive this process (the demo's and bench's --keep)
     starts: int = 0
     logs: list[Path] = field(default_factory=list)
 
@@ -42,14 +49,15 @@ class OperatorProcess:
         assert self.proc is None or self.proc.poll() is not None, "operator already running"
         self.starts += 1
         self.logs.append(self.log_path)
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "byok_operator.cli.main", "run", *self.args],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.log_path.unlink(missing_ok=True)
+        self.proc = spawn(
+            "operator",
+            [sys.executable, "-m", MODULE, "run", *self.args],
+            self.state_dir,
+            detach=self.detach,
+            env=self.env,
+            log_name=self.log_path.name,
+        )
         if wait:
             wait_for(self._started, timeout=60, what="the operator to start", describe=self.tail)
 
@@ -61,12 +69,8 @@ class OperatorProcess:
     def stop(self, timeout: float = 20) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
+        terminate(self.proc.pid, group=True, timeout=timeout)
+        self.proc.wait(10)
 
     def kill(self) -> None:
         """SIGKILL, as a crash: no cleanup handlers run."""
@@ -102,7 +106,7 @@ def operator_env(
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The environment the README documents, pointed at the test parts."""
-    keys_file = state_dir / "encryption-keys"
+    keys_file = state_dir / KEYS_FILE
     if not keys_file.exists():
         keys_file.write_text(Fernet.generate_key().decode() + "\n")
     env = dict(os.environ)
@@ -123,3 +127,10 @@ def operator_env(
     )
     env.update(extra or {})
     return env
+
+
+def owned_operator_pid(state_dir: Path) -> int | None:
+    """The operator a stack started in ``state_dir``, if it still runs: its command line runs
+    the operator and its environment names this state dir's encryption keys file."""
+    marker = f"BYOK_ENCRYPTION_KEYS_FILE={state_dir / KEYS_FILE}"
+    return owned_pid(state_dir, "operator", MODULE, marker)

@@ -37,12 +37,13 @@ key reached the provider.
 
 In-process (unit tests):       with ProviderStub.in_process() as stub: ...
 As a process (demo, e2e, where LiteLLM calls it):
-    python tests/stubs/provider_stub.py --port 0 --state-file /tmp/stub.json
+    python -m byok_dev.provider_stub --port 0 --state-file /tmp/stub.json
 prints one line and serves until SIGTERM/SIGINT:
     OPENAI_BASE_URL=http://127.0.0.1:PORT/v1 ANTHROPIC_BASE_URL=http://127.0.0.1:PORT PROVIDER_STUB_URL=http://127.0.0.1:PORT
 The state file holds those URLs, the pid and the key overrides; it is rewritten on every change
 and read back at start, so a restarted stub keeps revoked keys revoked.
-`ProviderStub.in_subprocess()` starts and stops such a process; both modes share one client API.
+`start_process()` starts such a process the way the stack starts every part (`ProviderStub.in_subprocess()`
+for a `with` block); both modes share one client API.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from byok_dev import process
+from byok_dev.waiting import wait_for
 from byok_operator.crypto import fingerprint
 
 OPENAI = "openai"
@@ -724,7 +727,7 @@ class ProviderStub:
     a key accept a fingerprint too; keys are fingerprinted here and never sent anywhere.
     """
 
-    def __init__(self, url: str, *, process: subprocess.Popen[str] | None = None) -> None:
+    def __init__(self, url: str, *, process: subprocess.Popen[Any] | None = None) -> None:
         self.url = url.rstrip("/")
         self.openai_base_url = f"{self.url}/v1"
         self.anthropic_base_url = self.url
@@ -840,27 +843,72 @@ class ProviderStub:
     def in_subprocess(
         cls,
         *,
-        state_file: Path | None = None,
+        state_file: Path,
         slow_seconds: float = DEFAULT_SLOW_SECONDS,
         startup_timeout: float = 15.0,
         stop_timeout: float = 10.0,
     ) -> Iterator[ProviderStub]:
-        """Run `provider_stub.py` as a process for the `with` block; SIGTERM it at the end.
-
-        Raises RuntimeError if it does not print its URLs within `startup_timeout` or does not
-        exit within `stop_timeout` of SIGTERM (it is then killed).
-        """
-        command = [sys.executable, str(Path(__file__).resolve()), "--port", "0"]
-        command += ["--slow-seconds", str(slow_seconds)]
-        if state_file is not None:
-            command += ["--state-file", str(state_file)]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        """Run the stub as a process (``start_process``) for the `with` block; SIGTERM it at
+        the end. Raises RuntimeError if it does not exit within `stop_timeout` of SIGTERM."""
+        stub = start_process(
+            state_file, slow_seconds=slow_seconds, timeout=startup_timeout, fresh=False
+        )
+        assert stub.process is not None
         try:
-            line = read_first_line(process, startup_timeout)
-            urls = dict(item.split("=", 1) for item in line.split())
-            yield cls(urls["PROVIDER_STUB_URL"], process=process)
+            yield stub
         finally:
-            stop_process(process, stop_timeout)
+            stop_process(stub.process, stop_timeout)
+
+
+PROCESS_NAME = "provider-stub"
+
+
+def start_process(
+    state_file: Path,
+    *,
+    detach: bool = False,
+    slow_seconds: float = DEFAULT_SLOW_SECONDS,
+    timeout: float = 20.0,
+    fresh: bool = True,
+) -> ProviderStub:
+    """The OpenAI/Anthropic stand-ins as a process of their own (LiteLLM calls them too, and
+    their CPU is not the caller's), started like every part of the stack (``byok_dev.process``):
+    log and PID next to the state file. The state file holds their URLs and key overrides
+    (fingerprints only) and names the process, so the URLs are read once it is up. Unless
+    ``fresh``, the overrides of an earlier run with this state file still hold."""
+    if fresh:
+        state_file.unlink(missing_ok=True)
+    argv = [sys.executable, "-m", "byok_dev.provider_stub", "--port", "0"]
+    argv += ["--state-file", str(state_file), "--slow-seconds", str(slow_seconds)]
+    started = process.spawn(PROCESS_NAME, argv, state_file.parent, detach=detach)
+    log = state_file.parent / f"{PROCESS_NAME}.log"
+
+    def url() -> str | None:
+        if started.poll() is not None:
+            raise RuntimeError(f"provider stub exited with {started.returncode}; see {log}")
+        try:
+            saved = json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            return None
+        return str(saved["PROVIDER_STUB_URL"]) if saved.get("pid") == started.pid else None
+
+    found = wait_for(url, timeout=timeout, what="the provider stand-ins", describe=log.read_text)
+    return ProviderStub(found, process=started)
+
+
+def saved_url(state_file: Path) -> str:
+    """The URL a running stub wrote to its state file."""
+    return str(json.loads(state_file.read_text())["PROVIDER_STUB_URL"])
+
+
+def stop_owned(state_file: Path) -> int | None:
+    """Stop the stub process started with this state file, if it still runs."""
+    return process.stop_owned(state_file.parent, PROCESS_NAME, str(state_file), group=True)
+
+
+def owned_stub_pid(state_file: Path) -> int | None:
+    """The stub process a stack started with this state file, if it still runs."""
+    return process.owned_pid(state_file.parent, PROCESS_NAME, str(state_file))
 
 
 # Loopback control calls must not follow HTTP(S)_PROXY from the environment.
@@ -893,7 +941,7 @@ def read_first_line(process: subprocess.Popen[str], timeout: float) -> str:
         ) from None
 
 
-def stop_process(process: subprocess.Popen[str], timeout: float) -> int:
+def stop_process(process: subprocess.Popen[Any], timeout: float) -> int:
     """SIGTERM, wait up to `timeout`; kill and raise if it hangs. Returns the exit code."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)

@@ -1,0 +1,1 @@
+"""The development stack of byok-operator (see ``byok_dev.stack``)."""
