@@ -43,6 +43,7 @@ lint: venv
 	$(BIN)/ruff check operator dev tests hack
 	$(BIN)/ruff format --check operator dev tests hack
 	$(BIN)/mypy
+	$(BIN)/mypy hack/*.py
 	$(BIN)/lint-imports
 
 test: venv tools testbed lint

@@ -60,11 +60,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO / "hack")]
-
-import httpx  # noqa: E402
-from bench_support import (  # noqa: E402
+import httpx
+from bench_support import (
     GROUP,
     PLURAL,
     VERSION,
@@ -78,32 +75,22 @@ from bench_support import (  # noqa: E402
     count_log,
     cpu_delta,
     not_ready_reasons,
-    pid_from_file,
     request_delta,
     summary,
     tree_cpu_seconds,
 )
-from kubernetes import client  # noqa: E402
-from kubernetes import config as kube_config  # noqa: E402
-from kubernetes.client.exceptions import ApiException  # noqa: E402
+from kubernetes import client
+from kubernetes import config as kube_config
+from kubernetes.client.exceptions import ApiException
 
-from harness.cluster import (  # noqa: E402
-    Cluster,
-    external_cluster,
-    install_crds,
-    start_cluster,
-    stop_cluster,
-)
-from harness.litellm import LiteLLMTestbed, start_testbed, stop_testbed  # noqa: E402
-from harness.litellm_fixtures import DEFAULT_CONFIG  # noqa: E402
-from harness.operator import (  # noqa: E402
-    OPERATOR_NAMESPACE,
-    PLATFORM_KEY,
-    OperatorProcess,
-    operator_env,
-)
-from stubs.provider_stub import ProviderStub, read_first_line, stop_process  # noqa: E402
+from byok_dev.cluster import REPO_ROOT, Cluster
+from byok_dev.litellm import LiteLLMTestbed
+from byok_dev.operator import OPERATOR_NAMESPACE, OperatorProcess
+from byok_dev.provider_stub import ProviderStub
+from byok_dev.stack import Stack
+from byok_dev.tenants import key_secret_manifest, tenant_manifest
 
+REPO = REPO_ROOT
 CREDENTIALS_LABEL = f"{GROUP}/credentials"
 RUN_LABEL = "bench.byok.io/run"
 PHASE_LABEL = "bench.byok.io/phase"
@@ -136,16 +123,9 @@ class Tenant:
     def secret_name(self) -> str:
         return f"{self.name}-openai"
 
-    def secret_body(self, labels: dict[str, str]) -> client.V1Secret:
-        return client.V1Secret(
-            metadata=client.V1ObjectMeta(
-                name=self.secret_name,
-                namespace=self.namespace,
-                labels={**labels, CREDENTIALS_LABEL: "true"},
-            ),
-            type="Opaque",
-            string_data={"openai": self.key or ""},
-        )
+    def secret_body(self, labels: dict[str, str]) -> dict[str, Any]:
+        data = {"openai": self.key or ""}
+        return key_secret_manifest(self.namespace, self.secret_name, data, labels=labels)
 
     def body(self, labels: dict[str, str]) -> dict[str, Any]:
         if self.mode == "BYOK":
@@ -163,12 +143,7 @@ class Tenant:
                 "mode": "Platform",
                 "platform": {"budget": {"maxUSD": "100", "period": "30d"}, "models": [MODEL]},
             }
-        return {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "TenantLLMConfig",
-            "metadata": {"name": self.name, "namespace": self.namespace, "labels": labels},
-            "spec": spec,
-        }
+        return tenant_manifest(self.namespace, self.name, spec, labels)
 
 
 def byok_fraction(mix: str) -> float:
@@ -354,7 +329,8 @@ def run_phase(
         done = Applied(tenant.ref, started=time.time())
         try:
             if tenant.mode == "BYOK":
-                core.create_namespaced_secret(tenant.namespace, tenant.secret_body(labels))
+                secret: Any = tenant.secret_body(labels)  # the client takes a plain manifest
+                core.create_namespaced_secret(tenant.namespace, secret)
             created: dict[str, Any] = custom.create_namespaced_custom_object(  # type: ignore[assignment]
                 GROUP, VERSION, tenant.namespace, PLURAL, tenant.body(labels)
             )
@@ -524,34 +500,46 @@ def delete_phase_objects(
 
 @dataclass
 class Parts:
-    """What this bench started, so the finally block can stop exactly that, by PID."""
+    """The bench's stack (``byok_dev.stack``) and its own namespaces, so the finally block
+    stops exactly what runs in the state dir, by PID."""
 
     state: Path
     keep: bool
-    cluster: Cluster | None = None
-    testbed: LiteLLMTestbed | None = None
-    stub_process: subprocess.Popen[str] | None = None
-    stub: ProviderStub | None = None
-    operator: OperatorProcess | None = None
+    stack: Stack = field(init=False)
     notes: list[str] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)  # the bench's own
+
+    def __post_init__(self) -> None:
+        self.stack = Stack(self.state, detach=self.keep)
+
+    @property
+    def cluster(self) -> Cluster | None:
+        return self.stack.cluster
+
+    @property
+    def testbed(self) -> LiteLLMTestbed | None:
+        return self.stack.litellm
+
+    @property
+    def stub(self) -> ProviderStub | None:
+        return self.stack.stub
+
+    @property
+    def operator(self) -> OperatorProcess | None:
+        return self.stack.operator
 
     def stop(self) -> None:
         if self.keep:
             self._print_kept()
             return
-        steps: list[tuple[str, Callable[[], None]]] = [
-            ("bench namespaces", self._delete_namespaces),
-            ("operator", self._stop_operator),
-            ("LiteLLM test bed", self._stop_testbed),
-            ("provider stub", self._stop_stub),
-            ("cluster", self._stop_cluster),
-        ]
-        for what, step in steps:
-            try:
-                step()
-            except Exception as exc:
-                print(f"warning: stopping the {what} failed: {exc}", file=sys.stderr)
+        try:
+            self._delete_namespaces()
+        except Exception as exc:
+            print(f"warning: deleting the bench namespaces failed: {exc}", file=sys.stderr)
+        try:
+            self.stack.stop()
+        except Exception as exc:
+            print(f"warning: stopping the bench's parts failed: {exc}", file=sys.stderr)
 
     def _delete_namespaces(self) -> None:
         """On a cluster that outlives the bench: delete its tenants while the operator still
@@ -571,149 +559,29 @@ class Parts:
             )
             self.cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
-    def _stop_operator(self) -> None:
-        if self.operator is not None:
-            self.operator.stop(timeout=STOP_TIMEOUT)
-            (self.state / "operator.pid").unlink(missing_ok=True)
-
-    def _stop_testbed(self) -> None:
-        if self.testbed is not None and not self.testbed.external:
-            stop_testbed(self.state / "litellm")
-
-    def _stop_stub(self) -> None:
-        if self.stub_process is not None:
-            stop_process(self.stub_process, STOP_TIMEOUT)
-            (self.state / "stub.pid").unlink(missing_ok=True)
-
-    def _stop_cluster(self) -> None:
-        if self.cluster is not None and not self.cluster.external:
-            stop_cluster(self.state / "cluster")
-
     def _print_kept(self) -> None:
-        lines = ["--keep: left running (stop them with the commands below):"]
-        if self.cluster is not None:
-            lines.append(f"  export KUBECONFIG={self.cluster.kubeconfig}")
-            if not self.cluster.external:
-                lines.append(
-                    "  (cd tests && ../.venv/bin/python -m harness.cluster down "
-                    f"{self.state / 'cluster'})"
-                )
-        if self.testbed is not None and not self.testbed.external:
-            lines.append(
-                f"  LiteLLM {self.testbed.url}; stop: "
-                f"../shared/litellm-testbed/down {self.state / 'litellm'}"
-            )
-        if self.operator is not None and self.operator.proc is not None:
-            lines.append(
-                f"  operator PID {self.operator.proc.pid} (log {self.operator.log_path}); "
-                f"stop: kill -TERM -{self.operator.proc.pid}"
-            )
-        if self.stub_process is not None:
-            lines.append(
-                f"  provider stub PID {self.stub_process.pid}; stop: kill {self.stub_process.pid}"
-            )
-        print("\n".join(lines), file=sys.stderr)
-
-
-def stop_leftovers(state: Path) -> None:
-    """Stop what an earlier `--keep` run left in this state dir (checked by command line)."""
-    for name, marker in (("operator.pid", b"byok_operator"), ("stub.pid", b"provider_stub")):
-        pid = pid_from_file(state / name)
-        if pid is None:
-            continue
-        with contextlib.suppress(OSError):
-            if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
-                os.kill(pid, signal.SIGTERM)
-                _wait_gone(pid, 20)
-        (state / name).unlink(missing_ok=True)
-    stop_cluster(state / "cluster")
-    if (state / "litellm").exists():
-        stop_testbed(state / "litellm")
-
-
-def _wait_gone(pid: int, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while Path(f"/proc/{pid}").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    if Path(f"/proc/{pid}").exists():
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-
-
-def start_stub(parts: Parts) -> ProviderStub:
-    """The OpenAI/Anthropic stand-in as its own process, so its CPU is not the bench's."""
-    command = [sys.executable, str(REPO / "tests" / "stubs" / "provider_stub.py"), "--port", "0"]
-    with (parts.state / "stub.log").open("w") as log:  # not our stderr: --keep outlives us
-        parts.stub_process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True
-        )
-    (parts.state / "stub.pid").write_text(f"{parts.stub_process.pid}\n")
-    line = read_first_line(parts.stub_process, STUB_START_TIMEOUT)
-    urls = dict(item.split("=", 1) for item in line.split())
-    parts.stub = ProviderStub(urls["PROVIDER_STUB_URL"])
-    return parts.stub
+        lines = ["--keep: left running (stop them with the last command below):"]
+        print("\n".join([*lines, *(f"  {line}" for line in self.stack.kept())]), file=sys.stderr)
 
 
 def start_parts(parts: Parts, operator_overrides: dict[str, str]) -> None:
-    state = parts.state
-    external = os.environ.get("BYOK_TEST_KUBECONFIG")
+    stack = parts.stack
     step = time.time()
-    if external:
-        parts.cluster = external_cluster(Path(external))
-    else:
-        parts.cluster = start_cluster(state / "cluster", detach=parts.keep)
-    install_crds(parts.cluster, REPO / "crds")
-    parts.cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    stack.start_cluster()
     parts.notes.append(f"cluster ready in {time.time() - step:.1f}s")
 
     step = time.time()
-    stub = start_stub(parts)
-    config = state / "litellm.yaml"
-    config.write_text(DEFAULT_CONFIG)
-    litellm_env = {
-        "PLATFORM_OPENAI_API_BASE": stub.openai_base_url,
-        "PLATFORM_OPENAI_API_KEY": PLATFORM_KEY,
-    }
-    parts.testbed = start_testbed(state / "litellm", config, litellm_env)
+    stack.start_stub()  # a process of its own, so its CPU is not the bench's
+    stack.start_litellm()
     parts.notes.append(f"LiteLLM ready in {time.time() - step:.1f}s")
-
-    operator_dir = state / "operator"
-    operator_dir.mkdir(parents=True, exist_ok=True)
-    for old in operator_dir.glob("operator-*.log"):
-        old.unlink()
-    env = operator_env(
-        kubeconfig=parts.cluster.kubeconfig,
-        litellm_url=parts.testbed.url,
-        master_key=parts.testbed.master_key,
-        openai_base_url=stub.openai_base_url,
-        anthropic_base_url=stub.anthropic_base_url,
-        state_dir=operator_dir,
-        extra={**PRODUCTION_INTERVALS, **operator_overrides},
-    )
-    parts.operator = OperatorProcess(operator_dir, env)
+    stack.operator_process(extra={**PRODUCTION_INTERVALS, **operator_overrides})
 
 
 def cpu_roots(parts: Parts) -> dict[str, int | None]:
     """The processes whose CPU time each phase reports (each with its live children)."""
-    roots: dict[str, int | None] = {}
-    if parts.operator is not None and parts.operator.proc is not None:
-        roots["operator"] = parts.operator.proc.pid
-    if parts.testbed is not None and parts.testbed.values:
-        roots["litellm"] = _int(parts.testbed.values.get("LITELLM_PID"))
-        roots["postgres"] = _int(parts.testbed.values.get("POSTGRES_PID"))
-    if parts.cluster is not None and not parts.cluster.external:
-        for name in ("kube-apiserver", "etcd"):
-            roots[name] = pid_from_file(parts.state / "cluster" / f"{name}.pid")
-    if parts.stub_process is not None:
-        roots["provider-stub"] = parts.stub_process.pid
-    return roots
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
-
-
-# --- report -------------------------------------------------------------------------------
+    found = parts.stack.pids()
+    names = ("operator", "litellm", "postgres", "kube-apiserver", "etcd", "provider-stub")
+    return {name: found[name] for name in names if name in found}
 
 
 def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
@@ -1044,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     overrides = dict(item.split("=", 1) for item in args.operator_env)
 
-    stop_leftovers(state)
+    Stack(state).stop()  # what an earlier --keep run left here
     parts = Parts(state=state, keep=args.keep)
     report: dict[str, Any] | None = None
     try:
@@ -1070,6 +938,7 @@ def main(argv: list[str] | None = None) -> int:
 def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str]) -> dict[str, Any]:
     assert parts.cluster is not None
     assert parts.operator is not None
+    cluster = parts.cluster
     run_id = secrets.token_hex(3)
     load_start = round(os.getloadavg()[0], 2)  # the machine may be shared: say how busy it was
     fraction: float = args.mix
@@ -1089,7 +958,7 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
         "workers": args.workers,
         "timeout": args.timeout,
         "cpu_roots": roots,
-        "metrics": lambda: parts.cluster.kubectl("get", "--raw", "/metrics").stdout,  # type: ignore[union-attr]
+        "metrics": lambda: cluster.kubectl("get", "--raw", "/metrics").stdout,
     }
 
     if args.skip_baseline:
@@ -1111,7 +980,6 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
     started = time.time()
     parts.operator.start()
     assert parts.operator.proc is not None
-    (parts.state / "operator.pid").write_text(f"{parts.operator.proc.pid}\n")
     startup_s = time.time() - started
     time.sleep(2)  # let kopf finish its initial listings before the clock starts
     sampler = RssSampler(parts.operator.proc.pid).start()
@@ -1242,7 +1110,6 @@ def measure_restart(parts: Parts, seconds: float, litellm_log: Path | None) -> d
     began = time.time()
     parts.operator.start()
     assert parts.operator.proc is not None
-    (parts.state / "operator.pid").write_text(f"{parts.operator.proc.pid}\n")
     result = measure_idle(parts, seconds, litellm_log)
     calls: dict[str, int] = result.get("litellm_requests") or {}
     result["gateway_writes"] = sum(

@@ -7,7 +7,6 @@ deadline, every thread is a daemon that stops on an Event, and times are wall-cl
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
@@ -466,12 +465,6 @@ class HttpProbe:
                 self.failures += 1
 
 
-def pid_from_file(path: Path) -> int | None:
-    with contextlib.suppress(OSError, ValueError):
-        return int(path.read_text().strip())
-    return None
-
-
 # --- the API server's own request counts -----------------------------------------------------
 
 METRIC_LINE = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$")
@@ -521,7 +514,8 @@ class GatewayBaseline:
     def _http(self) -> httpx.Client:
         if not hasattr(self._local, "http"):
             self._local.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=120)
-        return self._local.http
+        http: httpx.Client = self._local.http
+        return http
 
     def _post(self, path: str, body: Mapping[str, Any]) -> Any:
         response = self._http().post(path, json=dict(body))
@@ -572,7 +566,7 @@ class GatewayBaseline:
             )
             self._credentials.append(credential)
             team += "-byok"
-            body = {
+            body: dict[str, Any] = {
                 "team_id": team,
                 "models": [shared],
                 "metadata": {

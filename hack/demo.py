@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`make demo`: byok-operator's story on a local control plane, end to end.
 
-Starts a real kube-apiserver + etcd (the test harness), OpenAI- and Anthropic-compatible
+Starts, through the development stack (`byok_dev.stack`), a real kube-apiserver + etcd, OpenAI- and Anthropic-compatible
 provider stand-ins, the real LiteLLM proxy with one platform model, and the operator as a
 local process; then applies `examples/` and walks through:
 
@@ -24,11 +24,9 @@ at the end); LITELLM_URL + LITELLM_MASTER_KEY use an existing LiteLLM proxy.
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import functools
 import json
-import os
 import secrets
 import signal
 import sys
@@ -42,47 +40,18 @@ from types import FrameType
 from typing import Any
 
 import yaml
+from demo_support import Transcript, table
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+from byok_dev.cluster import REPO_ROOT, Cluster
+from byok_dev.litellm import PLATFORM_MODEL, LiteLLMTestbed
+from byok_dev.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
+from byok_dev.process import descendants, listeners
+from byok_dev.provider_stub import DEFAULT_MODELS, ProviderStub, fingerprint_of
+from byok_dev.stack import Stack
+from byok_dev.tenants import Tenants, condition_of, leaks, tenant_manifest, vault_leaks
+from byok_dev.waiting import wait_for
 
-from demo_support import (  # noqa: E402
-    Transcript,
-    descendants,
-    listeners,
-    owned_operator_pid,
-    owned_stub_pid,
-    record,
-    start_stub,
-    table,
-    terminate,
-)
-
-from harness.cluster import (  # noqa: E402
-    Cluster,
-    external_cluster,
-    install_crds,
-    start_cluster,
-    stop_cluster,
-)
-from harness.e2e import Tenants, condition_of  # noqa: E402
-from harness.litellm import (  # noqa: E402
-    LiteLLMTestbed,
-    external_testbed,
-    parse_env_lines,
-    start_testbed,
-    stop_testbed,
-)
-from harness.litellm_fixtures import DEFAULT_CONFIG, PLATFORM_MODEL  # noqa: E402
-from harness.operator import (  # noqa: E402
-    OPERATOR_NAMESPACE,
-    PLATFORM_KEY,
-    OperatorProcess,
-    operator_env,
-)
-from harness.waiting import wait_for  # noqa: E402
-from stubs.provider_stub import DEFAULT_MODELS, ProviderStub, fingerprint_of  # noqa: E402
-
+REPO = REPO_ROOT
 EXAMPLES = REPO / "examples"
 CHAT_PATHS = {"openai": "/v1/chat/completions", "anthropic": "/v1/messages"}
 STAND_IN = {"openai": "OpenAI stand-in", "anthropic": "Anthropic stand-in"}
@@ -135,11 +104,27 @@ class Demo:
     results: list[StepResult] = field(default_factory=list)
     phases: list[tuple[str, float]] = field(default_factory=list)
     phase_name: str = ""
-    cluster: Cluster | None = None
-    stub: ProviderStub | None = None
-    litellm: LiteLLMTestbed | None = None
-    operator: OperatorProcess | None = None
     keys: dict[str, str] = field(default_factory=dict, repr=False)  # label -> raw key
+    stack: Stack = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.stack = Stack(self.state, detach=self.keep)
+
+    @property
+    def cluster(self) -> Cluster | None:
+        return self.stack.cluster
+
+    @property
+    def stub(self) -> ProviderStub | None:
+        return self.stack.stub
+
+    @property
+    def litellm(self) -> LiteLLMTestbed | None:
+        return self.stack.litellm
+
+    @property
+    def operator(self) -> OperatorProcess | None:
+        return self.stack.operator
 
     # --- framing ----------------------------------------------------------------------------
 
@@ -348,37 +333,31 @@ class Demo:
             self.hygiene()
 
     def start_parts(self) -> None:
-        stop_everything(self.state, self.out, quiet=True)  # whatever a --keep run left here
-        record(self.state, kept=self.keep)
+        stopped = self.stack.stop()  # whatever a --keep run left here
+        if stopped:
+            self.out.say(
+                "stopped what an earlier --keep run left in this state dir: " + ", ".join(stopped)
+            )
         self.out.secret(PLATFORM_KEY)
 
         def stand_ins() -> str:
-            self.stub, _ = start_stub(self.state, detach=self.keep)
-            return (
-                f"OpenAI at {self.stub.openai_base_url}, Anthropic at "
-                f"{self.stub.anthropic_base_url}"
-            )
+            stub = self.stack.start_stub()
+            return f"OpenAI at {stub.openai_base_url}, Anthropic at {stub.anthropic_base_url}"
 
         self.step("provider stand-ins up", stand_ins)
-        config = self.state / "litellm-config.yaml"
-        config.write_text(DEFAULT_CONFIG)
-        env = {
-            "PLATFORM_OPENAI_API_BASE": self.provider.openai_base_url,
-            "PLATFORM_OPENAI_API_KEY": PLATFORM_KEY,
-        }
         with ThreadPoolExecutor(1, thread_name_prefix="litellm-up") as pool:
             # LiteLLM takes the longest (~15-20 s): start it while the control plane comes up.
             started = time.monotonic()
-            pending = pool.submit(start_testbed, self.state / "litellm", config, env)
+            pending = pool.submit(self.stack.start_litellm)
             self.step("Kubernetes control plane up", self.start_cluster)
-            self.step("TenantLLMConfig CRD established", self.install_crd)
+            self.step("TenantLLMConfig CRD established", self.crd_established)
 
             def gateway() -> str:
-                self.litellm = pending.result()
-                self.out.secret(self.litellm.master_key)
-                where = "external proxy" if self.litellm.external else "LiteLLM test bed"
+                litellm = pending.result()
+                self.out.secret(litellm.master_key)
+                where = "external proxy" if litellm.external else "LiteLLM test bed"
                 return (
-                    f"{where} at {self.litellm.url}, platform model {PLATFORM_MODEL} -> "
+                    f"{where} at {litellm.url}, platform model {PLATFORM_MODEL} -> "
                     f"OpenAI stand-in with the platform key {fp(PLATFORM_KEY)} "
                     f"(ready {time.monotonic() - started:.1f}s after start)"
                 )
@@ -387,52 +366,26 @@ class Demo:
         self.step("operator running", self.start_operator)
 
     def start_cluster(self) -> str:
-        external = os.environ.get("BYOK_TEST_KUBECONFIG")
         started = time.monotonic()
-        if external:
-            self.cluster = external_cluster(Path(external))
-            return f"existing cluster {self.cluster.server} (BYOK_TEST_KUBECONFIG)"
-        self.cluster = start_cluster(self.state / "cluster", detach=self.keep)
-        return (
-            f"kube-apiserver + etcd at {self.cluster.server} in "
-            f"{time.monotonic() - started:.1f}s"
-            + (
-                " (+ garbage collector, namespace controller)"
-                if self.cluster.has_controllers
-                else ""
-            )
+        cluster = self.stack.start_cluster()
+        if cluster.external:
+            return f"existing cluster {cluster.server} (BYOK_TEST_KUBECONFIG)"
+        return f"kube-apiserver + etcd at {cluster.server} in {time.monotonic() - started:.1f}s" + (
+            " (+ garbage collector, namespace controller)" if cluster.has_controllers else ""
         )
 
-    def install_crd(self) -> str:
-        install_crds(self.kube, REPO / "crds")
-        self.kube.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    def crd_established(self) -> str:
+        self.kube.kubectl("wait", "--for=condition=Established", "crd/tenantllmconfigs.llm.byok.io")
+        self.kube.kubectl("get", "namespace", OPERATOR_NAMESPACE)
         return f"crds/ applied; operator namespace {OPERATOR_NAMESPACE} exists"
 
     def start_operator(self) -> str:
-        state = self.state / "operator"
-        state.mkdir(parents=True, exist_ok=True)
-        env = operator_env(
-            kubeconfig=self.kube.kubeconfig,
-            litellm_url=self.gateway.url,
-            master_key=self.gateway.master_key,
-            openai_base_url=self.provider.openai_base_url,
-            anthropic_base_url=self.provider.anthropic_base_url,
-            state_dir=state,
-            extra={"BYOK_RETRY_DELAY": "2"},
-        )
-        self.operator = OperatorProcess(state, env)
+        operator = self.stack.operator_process(extra={"BYOK_RETRY_DELAY": "2"})
         started = time.monotonic()
-        self.operator.start(wait=False)
-        assert self.operator.proc is not None
-        record(self.state, operator_pid=self.operator.proc.pid)
-        wait_for(
-            self.operator._started,
-            timeout=60,
-            what="the operator to start",
-            describe=self.operator.tail,
-        )
+        operator.start()
+        assert operator.proc is not None
         return (
-            f"byok-operator run (pid {self.operator.proc.pid}) started in "
+            f"byok-operator run (pid {operator.proc.pid}) started in "
             f"{time.monotonic() - started:.1f}s"
         )
 
@@ -598,20 +551,9 @@ class Demo:
             f"llm.byok.io/credentials=true, data.openai = key {fp(key)}"
         )
         self.tenants.put_secret(INITECH[0], "initech-llm-keys", {"openai": key})
-        manifest = {
-            "apiVersion": "llm.byok.io/v1alpha1",
-            "kind": "TenantLLMConfig",
-            "metadata": {"name": INITECH[1], "namespace": INITECH[0]},
-            "spec": {
-                "mode": "BYOK",
-                "providers": {
-                    "openai": {
-                        "secretRef": {"name": "initech-llm-keys", "key": "openai"},
-                        "models": ["gpt-4o-mini"],
-                    }
-                },
-            },
-        }
+        openai = {"secretRef": {"name": "initech-llm-keys", "key": "openai"}}
+        spec = {"mode": "BYOK", "providers": {"openai": {**openai, "models": ["gpt-4o-mini"]}}}
+        manifest = tenant_manifest(INITECH[0], INITECH[1], spec)
         text = yaml.safe_dump(manifest, sort_keys=False)
         self.out.sub("... and switches the TenantLLMConfig to BYOK")
         self.out.say(text, indent=2)
@@ -825,15 +767,10 @@ class Demo:
             ).stdout,
             "events (-o yaml)": self.kube.kubectl("get", "events", "-A", "-o", "yaml").stdout,
             "operator log": self.operator.all_logs(),
-            "provider stand-in state": (self.state / "provider-stub.json").read_text(),
+            "provider stand-in state": self.stack.stub_state.read_text(),
             "this demo's output": "\n".join(self.out.lines),
         }
-        found = [
-            f"{fp(value)} in {place}"
-            for place, text in places.items()
-            for value in self.out.secrets
-            if value in text
-        ]
+        found = leaks(self.out.secrets, places)
         check(not found, "plaintext keys found: " + "; ".join(found))
         redacted = (
             f"; {len(self.out.redactions)} line(s) redacted before printing"
@@ -846,32 +783,13 @@ class Demo:
         )
 
     def scan_vault(self) -> str:
-        listing = self.kube.kubectl("get", "secrets", "-n", OPERATOR_NAMESPACE, "-o", "json")
-        items = json.loads(listing.stdout)["items"]
-        vaults = [s for s in items if s["metadata"]["name"].startswith("tlc-vault-")]
-        found = []
-        for item in vaults:
-            for name, raw in (item.get("data") or {}).items():
-                text = base64.b64decode(raw).decode(errors="replace")
-                found += [
-                    f"{fp(v)} in {item['metadata']['name']}/{name}"
-                    for v in self.out.secrets
-                    if v in text
-                ]
+        vaults, found = vault_leaks(self.kube, self.out.secrets)
         check(vaults, f"no vault Secrets in {OPERATOR_NAMESPACE}")
         check(not found, "plaintext in the vault: " + "; ".join(found))
-        return f"{len(vaults)} vault Secrets in {OPERATOR_NAMESPACE}, no plaintext key in them"
+        return f"{vaults} vault Secrets in {OPERATOR_NAMESPACE}, no plaintext key in them"
 
     def check_listeners(self) -> str:
-        roots = [p for p in (owned_stub_pid(self.state), owned_operator_pid(self.state)) if p]
-        cluster_dir = self.state / "cluster"
-        for pid_file in cluster_dir.glob("*.pid"):
-            with contextlib.suppress(ValueError, OSError):
-                roots.append(int(pid_file.read_text().strip()))
-        if self.litellm is not None and not self.litellm.external:
-            for name in ("LITELLM_PID", "POSTGRES_PID", "LITELLM_QE_PID"):
-                with contextlib.suppress(ValueError):
-                    roots.append(int(self.litellm.values.get(name, "")))
+        roots = self.stack.all_pids()
         found = listeners(descendants(roots))
         rows = [
             (Path(f"/proc/{pid}/comm").read_text().strip(), str(pid), address)
@@ -957,56 +875,26 @@ class Demo:
         return bool(self.results) and all(r.ok for r in self.results)
 
 
-def stop_everything(state: Path, out: Transcript, *, quiet: bool = False) -> None:
-    """Stop, by recorded PID, what a demo started in `state`: operator, LiteLLM, stand-ins,
-    control plane. Safe when nothing runs; never touches processes it cannot prove are ours."""
-    stopped: list[str] = []
-    pid = owned_operator_pid(state)
-    if pid is not None:
-        terminate(pid, group=True)
-        stopped.append(f"operator (pid {pid})")
-    if external_testbed() is None and (state / "litellm").exists():
-        try:
-            running = litellm_running(state / "litellm")
-            stop_testbed(state / "litellm")
-            if running:
-                stopped.append("LiteLLM test bed")
-        except Exception as exc:
-            out.say(f"could not stop LiteLLM: {exc}")
-    pid = owned_stub_pid(state)
-    if pid is not None:
-        terminate(pid, group=True)
-        stopped.append(f"provider stand-ins (pid {pid})")
-    if (state / "cluster" / "state.json").exists() or list((state / "cluster").glob("*.pid")):
-        stop_cluster(state / "cluster")
-        stopped.append("kube-apiserver + etcd")
-    if not quiet:
-        out.say("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
-    elif stopped:
-        out.say("stopped what an earlier --keep run left in this state dir: " + ", ".join(stopped))
-
-
-def litellm_running(state: Path) -> bool:
-    """Whether a process the test bed recorded is alive (`down` checks them properly)."""
-    pids_file = state / "testbed.pids"
-    values = parse_env_lines(pids_file.read_text()) if pids_file.exists() else {}
-    pids = [values.get(name, "") for name in ("LITELLM_PID", "POSTGRES_PID", "QE_PID")]
-    return any(pid.isdigit() and Path(f"/proc/{pid}").exists() for pid in pids)
+def stop_everything(stack: Stack, out: Transcript) -> None:
+    """Stop, by recorded PID, what a demo started in its state dir (``Stack.stop``)."""
+    try:
+        stopped = stack.stop()
+    except Exception as exc:
+        out.say(f"could not stop everything: {exc}")
+        return
+    out.say("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
 def print_keep_instructions(demo: Demo) -> None:
     out = demo.out
     out.section("Still running (--keep)")
-    if demo.cluster is not None:
-        out.say(f"export KUBECONFIG={demo.cluster.kubeconfig}")
+    kept = demo.stack.kept()
+    for line in kept[:1]:
+        out.say(line)
     out.say(f"export PATH={REPO / '.venv' / 'bin'}:$PATH")
     out.say("kubectl get tlc -A -o wide")
-    if demo.litellm is not None:
-        env_file = demo.state / "litellm" / "env"
-        out.say(f"LiteLLM: {demo.litellm.url}  (master key in {env_file})")
-    if demo.operator is not None:
-        out.say(f"operator log: {demo.operator.log_path}")
-    out.say(f"provider stand-ins: {demo.stub.url if demo.stub else '-'} (control API /_control/)")
+    for line in kept[1:-1]:
+        out.say(line)
     out.say(
         f"stop everything:  {sys.executable} {Path(__file__).resolve()} --state {demo.state} --stop"
     )
@@ -1023,7 +911,7 @@ def main(argv: list[str] | None = None) -> int:
     state: Path = args.state.resolve()
     state.mkdir(parents=True, exist_ok=True)
     if args.stop:
-        stop_everything(state, Transcript())
+        stop_everything(Stack(state), Transcript())
         return 0
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
@@ -1058,7 +946,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 with contextlib.suppress(Exception):
                     demo.cleanup_external_cluster()
-                stop_everything(state, demo.out)
+                stop_everything(demo.stack, demo.out)
     ok = demo.summary() and not problem
     demo.out.say(f"\nwall clock {time.monotonic() - started:.1f}s")
     if ok:

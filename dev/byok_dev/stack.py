@@ -226,8 +226,10 @@ class Stack:
         """Stop, by recorded PID, what runs in the state dir: operator, LiteLLM, stand-ins,
         control plane (clients first). Safe when nothing runs; returns what was stopped."""
         stopped: list[str] = []
-        if self.operator is not None:
+        running = self.operator.proc if self.operator is not None else None
+        if self.operator is not None and running is not None and running.poll() is None:
             self.operator.stop()
+            stopped.append(f"operator (pid {running.pid})")
         if (pid := owned_operator_pid(self.operator_dir)) is not None:
             terminate(pid, group=True)
             stopped.append(f"operator (pid {pid})")

@@ -7,13 +7,21 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
 
 from byok_dev.cluster import Cluster
 from byok_dev.litellm import LiteLLMTestbed
+from byok_dev.operator import OPERATOR_NAMESPACE
 from byok_dev.waiting import wait_for
+from byok_operator import api
+from byok_operator.crypto import fingerprint
+
+API_VERSION = f"{api.GROUP}/{api.VERSION}"
+KIND = "TenantLLMConfig"
+CREDENTIALS_LABEL = api.CREDENTIALS_LABEL
 
 # What tests.gateway_objects() returns for a tenant with nothing left in the gateway.
 NOTHING: dict[str, list[str]] = {"keys": [], "teams": [], "deployments": [], "credentials": []}
@@ -23,6 +31,35 @@ def canary(provider: str) -> str:
     """A fresh provider key that tests plant and later search for everywhere."""
     prefix = "sk-ant-" if provider == "anthropic" else "sk-"
     return f"{prefix}canary-{secrets.token_hex(16)}"
+
+
+def tenant_manifest(
+    namespace: str, name: str, spec: Mapping[str, Any], labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """A TenantLLMConfig: the one builder tests, the demo and the bench use."""
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if labels:
+        metadata["labels"] = dict(labels)
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "spec": dict(spec)}
+
+
+def key_secret_manifest(
+    namespace: str,
+    name: str,
+    data: Mapping[str, str],
+    *,
+    labelled: bool = True,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Secret holding provider keys, labelled for the operator's watch unless told not."""
+    all_labels = {**(labels or {}), **({CREDENTIALS_LABEL: "true"} if labelled else {})}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": name, "namespace": namespace, "labels": all_labels},
+        "stringData": dict(data),
+    }
 
 
 class Tenants:
@@ -35,25 +72,19 @@ class Tenants:
     def put_secret(
         self, namespace: str, name: str, data: dict[str, str], labelled: bool = True
     ) -> None:
-        labels = {"llm.byok.io/credentials": "true"} if labelled else {}
-        body = {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace, "labels": labels},
-            "stringData": data,
-        }
-        # Server-side apply: client-side apply would copy the key into an annotation.
-        self.cluster.kubectl(
-            "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(body)
-        )
+        self.server_side_apply(key_secret_manifest(namespace, name, data, labelled=labelled))
 
     def apply(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
-        body = {
-            "apiVersion": "llm.byok.io/v1alpha1",
-            "kind": "TenantLLMConfig",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": spec,
-        }
+        self.server_side_apply(tenant_manifest(namespace, name, spec))
+
+    def server_side_apply(self, *objects: dict[str, Any]) -> None:
+        """One server-side apply (client-side apply would copy a Secret's key into the
+        last-applied annotation)."""
+        body = (
+            objects[0]
+            if len(objects) == 1
+            else {"apiVersion": "v1", "kind": "List", "items": list(objects)}
+        )
         self.cluster.kubectl(
             "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(body)
         )
@@ -194,3 +225,31 @@ def condition_of(obj: dict[str, Any], kind: str = "Ready") -> dict[str, Any]:
 
 def uid_of(obj: dict[str, Any]) -> str:
     return str(obj["metadata"]["uid"])
+
+
+def leaks(secrets: Iterable[str], places: Mapping[str, str]) -> list[str]:
+    """Every known secret found in plain text in any of the places (name -> text), named by
+    its fingerprint: the leak scan of tests, the demo and the bench."""
+    return [
+        f"{fingerprint(value)} in {place}"
+        for place, text in places.items()
+        for value in secrets
+        if value and value in text
+    ]
+
+
+def vault_leaks(cluster: Cluster, secrets: Iterable[str]) -> tuple[int, list[str]]:
+    """How many vault Secrets the operator keeps, and any known secret stored in them in
+    plain text (they must hold only Fernet tokens)."""
+    listing = cluster.kubectl("get", "secrets", "-n", OPERATOR_NAMESPACE, "-o", "json")
+    vaults = [
+        item
+        for item in json.loads(listing.stdout)["items"]
+        if item["metadata"]["name"].startswith("tlc-vault-")
+    ]
+    places = {
+        f"{item['metadata']['name']}/{name}": base64.b64decode(raw).decode(errors="replace")
+        for item in vaults
+        for name, raw in (item.get("data") or {}).items()
+    }
+    return len(vaults), leaks(list(secrets), places)

@@ -24,6 +24,7 @@ import yaml
 from cryptography.fernet import Fernet
 
 from byok_dev.cluster import PLATFORM_ADMIN, REPO_ROOT, Cluster
+from byok_dev.tenants import tenant_manifest
 from byok_dev.waiting import wait_for
 
 CHART = REPO_ROOT / "charts" / "byok-operator"
@@ -925,14 +926,7 @@ TENANT_NAMESPACE, TENANT_ADMIN = "tenant-a", "tenant-a-admin"
 
 
 def _tlc(name: str, spec: dict[str, Any]) -> str:
-    return json.dumps(
-        {
-            "apiVersion": "llm.byok.io/v1alpha1",
-            "kind": "TenantLLMConfig",
-            "metadata": {"name": name, "namespace": TENANT_NAMESPACE},
-            "spec": spec,
-        }
-    )
+    return json.dumps(tenant_manifest(TENANT_NAMESPACE, name, spec))
 
 
 def _as(cluster: Cluster, user: str, *args: str, body: str | None = None) -> str | None:

@@ -56,7 +56,7 @@ from byok_dev.cluster import Cluster, delete_namespace
 from byok_dev.litellm import LiteLLMTestbed, restart
 from byok_dev.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
 from byok_dev.provider_stub import ProviderStub, fingerprint_of
-from byok_dev.tenants import Tenants, canary
+from byok_dev.tenants import Tenants, canary, key_secret_manifest, tenant_manifest
 from byok_dev.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
@@ -231,16 +231,7 @@ class Tenant:
 
 
 def secret_object(t: Tenant) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": t.secret,
-            "namespace": t.namespace,
-            "labels": {"llm.byok.io/credentials": "true"},
-        },
-        "stringData": t.provider_keys(),
-    }
+    return key_secret_manifest(t.namespace, t.secret, t.provider_keys())
 
 
 def tlc_object(t: Tenant, mode: str) -> dict[str, Any]:
@@ -257,12 +248,7 @@ def tlc_object(t: Tenant, mode: str) -> dict[str, Any]:
         spec["providers"] = providers
     else:
         spec["platform"] = {"budget": {"maxUSD": "10", "period": "30d"}}
-    return {
-        "apiVersion": "llm.byok.io/v1alpha1",
-        "kind": "TenantLLMConfig",
-        "metadata": {"name": t.name, "namespace": t.namespace},
-        "spec": spec,
-    }
+    return tenant_manifest(t.namespace, t.name, spec)
 
 
 def apply_all(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> None:
