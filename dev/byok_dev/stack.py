@@ -226,10 +226,10 @@ class Stack:
         """Stop, by recorded PID, what runs in the state dir: operator, LiteLLM, stand-ins,
         control plane (clients first). Safe when nothing runs; returns what was stopped."""
         stopped: list[str] = []
-        running = self.operator.proc if self.operator is not None else None
-        if self.operator is not None and running is not None and running.poll() is None:
+        proc = self.operator.proc if self.operator is not None else None
+        if self.operator is not None and proc is not None and proc.poll() is None:
             self.operator.stop()
-            stopped.append(f"operator (pid {running.pid})")
+            stopped.append(f"operator (pid {proc.pid})")
         if (pid := owned_operator_pid(self.operator_dir)) is not None:
             terminate(pid, group=True)
             stopped.append(f"operator (pid {pid})")
