@@ -83,10 +83,8 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
-from byok_dev.cluster import REPO_ROOT, Cluster
-from byok_dev.litellm import LiteLLMTestbed
-from byok_dev.operator import OPERATOR_NAMESPACE, OperatorProcess
-from byok_dev.provider_stub import ProviderStub
+from byok_dev.cluster import REPO_ROOT
+from byok_dev.operator import OPERATOR_NAMESPACE
 from byok_dev.stack import Stack
 from byok_dev.tenants import key_secret_manifest, tenant_manifest
 
@@ -404,14 +402,17 @@ def run_gateway_baseline(
     """The second baseline: per tenant the LiteLLM calls and Kubernetes writes this design
     needs at the least, by a plain client at the same concurrency (the limit of this machine
     for this design). Its gateway and cluster objects are removed afterwards."""
-    assert parts.testbed is not None
-    assert parts.stub is not None
+    assert parts.stack.litellm is not None
+    assert parts.stack.stub is not None
     gateway = GatewayBaseline(
-        parts.testbed.url, parts.testbed.master_key, phase_args["apply_client"], OPERATOR_NAMESPACE
+        parts.stack.litellm.url,
+        parts.stack.litellm.master_key,
+        phase_args["apply_client"],
+        OPERATOR_NAMESPACE,
     )
-    gateway.prepare([(SHARED_MODEL, "openai/gpt-4o-mini")], parts.stub.openai_base_url)
+    gateway.prepare([(SHARED_MODEL, "openai/gpt-4o-mini")], parts.stack.stub.openai_base_url)
     tenants = plan_tenants(args.tenants, fraction, namespaces, "gw")
-    log = parts.testbed.log_path
+    log = parts.stack.litellm.log_path
     offset = log.stat().st_size if log and log.exists() else 0
     phase = run_phase(
         "gateway-baseline",
@@ -512,22 +513,6 @@ class Parts:
     def __post_init__(self) -> None:
         self.stack = Stack(self.state, detach=self.keep)
 
-    @property
-    def cluster(self) -> Cluster | None:
-        return self.stack.cluster
-
-    @property
-    def testbed(self) -> LiteLLMTestbed | None:
-        return self.stack.litellm
-
-    @property
-    def stub(self) -> ProviderStub | None:
-        return self.stack.stub
-
-    @property
-    def operator(self) -> OperatorProcess | None:
-        return self.stack.operator
-
     def stop(self) -> None:
         if self.keep:
             self._print_kept()
@@ -544,10 +529,10 @@ class Parts:
     def _delete_namespaces(self) -> None:
         """On a cluster that outlives the bench: delete its tenants while the operator still
         runs (its finalizer cleans the gateway), then their namespaces."""
-        if self.cluster is None or not self.cluster.external:
+        if self.stack.cluster is None or not self.stack.cluster.external:
             return  # a local cluster is thrown away whole
         for namespace in self.namespaces:
-            self.cluster.kubectl(
+            self.stack.cluster.kubectl(
                 "delete",
                 "tlc",
                 "--all",
@@ -557,7 +542,9 @@ class Parts:
                 check=False,
                 timeout=150,
             )
-            self.cluster.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+            self.stack.cluster.kubectl(
+                "delete", "namespace", namespace, "--wait=false", check=False
+            )
 
     def _print_kept(self) -> None:
         lines = ["--keep: left running (stop them with the last command below):"]
@@ -936,14 +923,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str]) -> dict[str, Any]:
-    assert parts.cluster is not None
-    assert parts.operator is not None
-    cluster = parts.cluster
+    assert parts.stack.cluster is not None
+    assert parts.stack.operator is not None
+    cluster = parts.stack.cluster
     run_id = secrets.token_hex(3)
     load_start = round(os.getloadavg()[0], 2)  # the machine may be shared: say how busy it was
     fraction: float = args.mix
-    apply_client = api_client(parts.cluster.kubeconfig, args.workers + 4)
-    watch_client = api_client(parts.cluster.kubeconfig, 4)
+    apply_client = api_client(parts.stack.cluster.kubeconfig, args.workers + 4)
+    watch_client = api_client(parts.stack.cluster.kubeconfig, 4)
     core = client.CoreV1Api(apply_client)
     base_ns = [f"bench-{run_id}-base-{i}" for i in range(args.namespaces)]
     op_ns = [f"bench-{run_id}-op-{i}" for i in range(args.namespaces)]
@@ -978,22 +965,26 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
         gateway_baseline = run_gateway_baseline(args, parts, fraction, gw_ns, phase_args)
 
     started = time.time()
-    parts.operator.start()
-    assert parts.operator.proc is not None
+    parts.stack.operator.start()
+    assert parts.stack.operator.proc is not None
     startup_s = time.time() - started
     time.sleep(2)  # let kopf finish its initial listings before the clock starts
-    sampler = RssSampler(parts.operator.proc.pid).start()
+    sampler = RssSampler(parts.stack.operator.proc.pid).start()
     tenants = plan_tenants(args.tenants, fraction, op_ns, "op")
-    litellm_log = parts.testbed.log_path if parts.testbed else None
+    litellm_log = parts.stack.litellm.log_path if parts.stack.litellm else None
     log_offset = litellm_log.stat().st_size if litellm_log and litellm_log.exists() else 0
-    probe = HttpProbe(f"{parts.testbed.url}/health/liveliness").start() if parts.testbed else None
+    probe = (
+        HttpProbe(f"{parts.stack.litellm.url}/health/liveliness").start()
+        if parts.stack.litellm
+        else None
+    )
     op_phase = run_phase("operator", tenants, provision=None, **phase_args)
     if probe is not None:
         op_phase.extra["litellm_probe_s"] = _rounded(probe.stop())
     if litellm_log is not None:
         op_phase.extra["litellm_requests"] = litellm_calls(litellm_log, log_offset, len(tenants))
-    if parts.testbed is not None:
-        op_phase.extra["litellm_deployments"] = count_deployments(parts.testbed)
+    if parts.stack.litellm is not None:
+        op_phase.extra["litellm_deployments"] = count_deployments(parts.stack.litellm)
     op_phase.extra["after_ready"] = measure_idle(
         parts, args.settle if op_phase.all_ready else 0, litellm_log
     )
@@ -1009,12 +1000,12 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
         "peak_hwm": round((sampler.hwm_kib or 0) * mib, 1),
         "samples": sampler.samples,
     }
-    op_phase.extra["operator_log"] = count_log(parts.operator.log_path).as_dict()
-    op_phase.extra["operator_log_path"] = str(parts.operator.log_path)
-    op_phase.extra["operator_exit_code"] = parts.operator.proc.poll()
-    if parts.stub is not None:
+    op_phase.extra["operator_log"] = count_log(parts.stack.operator.log_path).as_dict()
+    op_phase.extra["operator_log_path"] = str(parts.stack.operator.log_path)
+    op_phase.extra["operator_exit_code"] = parts.stack.operator.proc.poll()
+    if parts.stack.stub is not None:
         with contextlib.suppress(Exception):
-            op_phase.extra["provider_stub"] = parts.stub.stats()
+            op_phase.extra["provider_stub"] = parts.stack.stub.stats()
 
     empty = Phase("baseline", [], [], {}, 0, 0, 0, False, {}, 0).result()
     return {
@@ -1029,8 +1020,12 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
             "operator_env": {**PRODUCTION_INTERVALS, **overrides},
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "cluster": "external" if parts.cluster.external else "local kube-apiserver + etcd",
-            "litellm": "external" if parts.testbed and parts.testbed.external else "test bed",
+            "cluster": "external"
+            if parts.stack.cluster.external
+            else "local kube-apiserver + etcd",
+            "litellm": "external"
+            if parts.stack.litellm and parts.stack.litellm.external
+            else "test bed",
             "setup": parts.notes,
             "loadavg_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
             "run_id": run_id,
@@ -1051,20 +1046,26 @@ def run_bench(args: argparse.Namespace, parts: Parts, overrides: dict[str, str])
 def measure_idle(parts: Parts, seconds: float, litellm_log: Path | None) -> dict[str, Any]:
     """What the operator keeps costing once every tenant is Ready (scheduler, sweeps): CPU per
     component, LiteLLM and API-server requests, and LiteLLM's health probe, over ``seconds``."""
-    assert parts.operator is not None
-    assert parts.operator.proc is not None
-    assert parts.cluster is not None
+    assert parts.stack.operator is not None
+    assert parts.stack.operator.proc is not None
+    assert parts.stack.cluster is not None
     offset = litellm_log.stat().st_size if litellm_log and litellm_log.exists() else 0
     before = tree_cpu_seconds(cpu_roots(parts))
-    requests_before = apiserver_requests(parts.cluster.kubectl("get", "--raw", "/metrics").stdout)
-    probe = HttpProbe(f"{parts.testbed.url}/health/liveliness").start() if parts.testbed else None
+    requests_before = apiserver_requests(
+        parts.stack.cluster.kubectl("get", "--raw", "/metrics").stdout
+    )
+    probe = (
+        HttpProbe(f"{parts.stack.litellm.url}/health/liveliness").start()
+        if parts.stack.litellm
+        else None
+    )
     began = time.time()
-    while time.time() < began + seconds and parts.operator.proc.poll() is None:
+    while time.time() < began + seconds and parts.stack.operator.proc.poll() is None:
         time.sleep(0.2)
     elapsed = max(time.time() - began, 1e-9)
     requests = request_delta(
         requests_before,
-        apiserver_requests(parts.cluster.kubectl("get", "--raw", "/metrics").stdout),
+        apiserver_requests(parts.stack.cluster.kubectl("get", "--raw", "/metrics").stdout),
     )
     # Not the operator's: the two /metrics reads of this function.
     others = sum(requests.values()) - 2
@@ -1105,18 +1106,18 @@ def count_deployments(testbed: Any) -> dict[str, int]:
 def measure_restart(parts: Parts, seconds: float, litellm_log: Path | None) -> dict[str, Any]:
     """Restart the operator with every tenant Ready and count what it does in ``seconds``
     afterwards: gateway writes (should be none), all LiteLLM calls, API-server requests."""
-    assert parts.operator is not None
-    parts.operator.stop()
+    assert parts.stack.operator is not None
+    parts.stack.operator.stop()
     began = time.time()
-    parts.operator.start()
-    assert parts.operator.proc is not None
+    parts.stack.operator.start()
+    assert parts.stack.operator.proc is not None
     result = measure_idle(parts, seconds, litellm_log)
     calls: dict[str, int] = result.get("litellm_requests") or {}
     result["gateway_writes"] = sum(
         n for route, n in calls.items() if route.split()[0] in ("POST", "PATCH", "DELETE")
     )
     result["startup_s"] = round(time.time() - began - result["seconds"], 2)
-    result["operator_log"] = count_log(parts.operator.log_path).as_dict()
+    result["operator_log"] = count_log(parts.stack.operator.log_path).as_dict()
     return result
 
 

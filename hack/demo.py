@@ -44,7 +44,7 @@ from demo_support import Transcript, table
 
 from byok_dev.cluster import REPO_ROOT, Cluster
 from byok_dev.litellm import PLATFORM_MODEL, LiteLLMTestbed
-from byok_dev.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
+from byok_dev.operator import OPERATOR_NAMESPACE, PLATFORM_KEY
 from byok_dev.process import descendants, listeners
 from byok_dev.provider_stub import DEFAULT_MODELS, ProviderStub, fingerprint_of
 from byok_dev.stack import Stack
@@ -110,22 +110,6 @@ class Demo:
     def __post_init__(self) -> None:
         self.stack = Stack(self.state, detach=self.keep)
 
-    @property
-    def cluster(self) -> Cluster | None:
-        return self.stack.cluster
-
-    @property
-    def stub(self) -> ProviderStub | None:
-        return self.stack.stub
-
-    @property
-    def litellm(self) -> LiteLLMTestbed | None:
-        return self.stack.litellm
-
-    @property
-    def operator(self) -> OperatorProcess | None:
-        return self.stack.operator
-
     # --- framing ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -161,18 +145,18 @@ class Demo:
 
     @property
     def kube(self) -> Cluster:
-        assert self.cluster is not None
-        return self.cluster
+        assert self.stack.cluster is not None
+        return self.stack.cluster
 
     @property
     def provider(self) -> ProviderStub:
-        assert self.stub is not None
-        return self.stub
+        assert self.stack.stub is not None
+        return self.stack.stub
 
     @property
     def gateway(self) -> LiteLLMTestbed:
-        assert self.litellm is not None
-        return self.litellm
+        assert self.stack.litellm is not None
+        return self.stack.litellm
 
     @property
     def tenants(self) -> Tenants:
@@ -736,11 +720,11 @@ class Demo:
 
             self.events(where[0])
             self.step(f"{where[1]} events include {', '.join(sorted(reasons))}", events_present)
-        assert self.operator is not None
+        assert self.stack.operator is not None
         for where, reasons in wanted.items():
             lines = [
                 a
-                for a in self.operator.audit_lines()
+                for a in self.stack.operator.audit_lines()
                 if a.get("namespace") == where[0] and a.get("name") == where[1]
             ]
             self.out.sub(f"operator audit log (logger byok_operator.audit) for {where[1]}")
@@ -760,13 +744,13 @@ class Demo:
         self.step("every listener is on 127.0.0.1", self.check_listeners)
 
     def scan_for_keys(self) -> str:
-        assert self.operator is not None
+        assert self.stack.operator is not None
         places = {
             "TenantLLMConfigs (-o yaml)": self.kube.kubectl(
                 "get", "tlc", "-A", "-o", "yaml"
             ).stdout,
             "events (-o yaml)": self.kube.kubectl("get", "events", "-A", "-o", "yaml").stdout,
-            "operator log": self.operator.all_logs(),
+            "operator log": self.stack.operator.all_logs(),
             "provider stand-in state": self.stack.stub_state.read_text(),
             "this demo's output": "\n".join(self.out.lines),
         }
@@ -810,7 +794,7 @@ class Demo:
     def cleanup_external_cluster(self) -> None:
         """On someone else's cluster, remove the demo's tenants while the operator still runs
         (its finalizer cleans the gateway)."""
-        if self.cluster is None or not self.cluster.external:
+        if self.stack.cluster is None or not self.stack.cluster.external:
             return
         self.out.say("removing the demo's tenants from the external cluster")
         self.kube.kubectl(
@@ -824,8 +808,8 @@ class Demo:
         )
 
     def operator_text(self) -> str:
-        assert self.operator is not None
-        return self.operator.all_logs()
+        assert self.stack.operator is not None
+        return self.stack.operator.all_logs()
 
     def what_reconciled(self, where: tuple[str, str], offset: int, audit: str) -> str:
         """Which operator pass wrote the `audit` event for the tenant after `offset` of its log:
@@ -851,7 +835,7 @@ class Demo:
         return "which pass handled it is not in the operator log"
 
     def operator_log(self) -> Path:
-        return self.operator.log_path if self.operator else self.state / "operator"
+        return self.stack.operator.log_path if self.stack.operator else self.state / "operator"
 
     def summary(self) -> bool:
         self.out.section("Summary")

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from byok_dev.provider_stub import fingerprint_of
 
-REPO = Path(__file__).resolve().parents[1]
-STUB_SCRIPT = REPO / "tests" / "stubs" / "provider_stub.py"
-DEMO_STATE = "demo.json"
 WIDTH = 100
 
 

@@ -581,7 +581,7 @@ def load_cluster(state_dir: Path) -> Cluster | None:
 def _owned_pid(state_dir: Path, name: str) -> int | None:
     """The recorded PID of a component, if it still runs and its command line names the
     binary and this state dir."""
-    return owned_pid(state_dir, name, f"/{name}", f"{state_dir}/")
+    return owned_pid(state_dir, name, program=name, arg_under=state_dir)
 
 
 def _running_pids(state_dir: Path) -> dict[str, int]:

@@ -133,4 +133,4 @@ def owned_operator_pid(state_dir: Path) -> int | None:
     """The operator a stack started in ``state_dir``, if it still runs: its command line runs
     the operator and its environment names this state dir's encryption keys file."""
     marker = f"BYOK_ENCRYPTION_KEYS_FILE={state_dir / KEYS_FILE}"
-    return owned_pid(state_dir, "operator", MODULE, marker)
+    return owned_pid(state_dir, "operator", args=("-m", MODULE), env=(marker,))

@@ -4,8 +4,8 @@ Every part runs in its own session (a terminal's Ctrl-C must not kill it before 
 stops it), logs to ``STATE/NAME.log`` and records its PID in ``STATE/NAME.pid``. Unless
 detached (``--keep``), it also dies with the process that started it, even by ``kill -9``.
 A recorded PID is signalled only after ``owned_pid`` proved it is still ours: alive, and its
-command line or environment names the marker the stack started it with, so a recycled PID
-is never touched.
+command line (and for the operator, its environment) holds exactly what the stack started it
+with, so a recycled PID is never touched.
 
 Also here: the processes below a set of roots and the TCP listeners they hold, which the
 demo and tests use to prove that nothing binds beyond 127.0.0.1.
@@ -19,9 +19,11 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 LOOPBACK = "127.0.0.1"
 PR_SET_PDEATHSIG = 1
@@ -58,7 +60,12 @@ def spawn(
     cwd: Path | None = None,
     log_name: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``argv`` in a session of its own, output in STATE/NAME.log, PID in NAME.pid."""
+    """Start ``argv`` in a session of its own, output in STATE/NAME.log, PID in NAME.pid.
+
+    The die-with-parent signal follows the *thread* that started the child, so only a child
+    started from the main thread gets it: one restarted from a worker thread would be killed
+    when that thread ends."""
+    tied = not detach and threading.current_thread() is threading.main_thread()
     with (state_dir / (log_name or f"{name}.log")).open("ab") as log:
         process = subprocess.Popen(
             argv,
@@ -68,17 +75,15 @@ def spawn(
             cwd=cwd,
             env=dict(env) if env is not None else None,
             start_new_session=True,
-            preexec_fn=None if detach else die_with_parent_hook(),
+            preexec_fn=die_with_parent_hook() if tied else None,
         )
     (state_dir / f"{name}.pid").write_text(f"{process.pid}\n")
     return process
 
 
 def alive(pid: int) -> bool:
-    """Whether pid still runs; reaps it if it is our exited child (zombies count as gone)."""
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
+    """Whether pid still runs (a zombie counts as gone). Never reaps: the Popen that started
+    a child must still read its real exit code."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -100,43 +105,73 @@ def recorded_pid(state_dir: Path, name: str) -> int | None:
     return None
 
 
-def owned_pid(state_dir: Path, name: str, *markers: str) -> int | None:
-    """The PID in STATE/NAME.pid if it runs and every marker is in its command line or
-    environment (so a recycled PID is never signalled)."""
+def owned_pid(
+    state_dir: Path,
+    name: str,
+    *,
+    program: str | None = None,
+    args: Sequence[str] = (),
+    arg_under: Path | None = None,
+    env: Sequence[str] = (),
+) -> int | None:
+    """The PID in STATE/NAME.pid if that process runs and is provably ours, so a recycled
+    PID is never signalled: its program (argv[0]'s base name) is ``program``, every one of
+    ``args`` is an argument of its command line, one argument names a path under
+    ``arg_under``, and every one of ``env`` is an entry of its environment (exact matches)."""
     pid = recorded_pid(state_dir, name)
     if pid is None or not alive(pid):
         return None
-    strings = _proc_strings(pid, "cmdline") + _proc_strings(pid, "environ")
-    if all(any(marker in s for s in strings) for marker in markers):
-        return pid
-    return None
+    argv = _proc_strings(pid, "cmdline")
+    if not argv or (program is not None and Path(argv[0]).name != program):
+        return None
+    if not set(args) <= set(argv):
+        return None
+    if arg_under is not None and not any(f"{arg_under}/" in arg for arg in argv[1:]):
+        return None
+    if env and not set(env) <= set(_proc_strings(pid, "environ")):
+        return None
+    return pid
 
 
-def terminate(pid: int, *, group: bool = False, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM (the whole process group, for a session leader), SIGKILL after the deadline."""
+def terminate(pid: int, *, group: bool = False, timeout: float = STOP_TIMEOUT) -> bool:
+    """SIGTERM (the whole process group, for a session leader), SIGKILL after the deadline;
+    gives up 5 s after SIGKILL. Returns whether the process is gone."""
 
     def send(sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             if group:
-                os.killpg(pid, sig)
-            else:
-                os.kill(pid, sig)
+                try:
+                    os.killpg(pid, sig)
+                    return
+                except ProcessLookupError:
+                    pass  # not a group leader after all: signal the process itself
+            os.kill(pid, sig)
 
     send(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while alive(pid):
-        if time.monotonic() > deadline:
-            send(signal.SIGKILL)
-            deadline = time.monotonic() + 5
-        time.sleep(0.1)
+    for sig, wait in ((signal.SIGKILL, timeout), (None, 5.0)):
+        deadline = time.monotonic() + wait
+        while alive(pid):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        else:
+            return True
+        if sig is not None:
+            send(sig)
+    return not alive(pid)
 
 
 def stop_owned(
-    state_dir: Path, name: str, *markers: str, group: bool = False, timeout: float = STOP_TIMEOUT
+    state_dir: Path,
+    name: str,
+    *,
+    group: bool = False,
+    timeout: float = STOP_TIMEOUT,
+    **proof: Any,
 ) -> int | None:
-    """Stop the recorded process if it is ours; forget its PID either way. Returns the PID
-    that was stopped, if any."""
-    pid = owned_pid(state_dir, name, *markers)
+    """Stop the recorded process if it is ours (``proof``: ``owned_pid``'s checks); forget
+    its PID either way. Returns the PID that was stopped, if any."""
+    pid = owned_pid(state_dir, name, **proof)
     if pid is not None:
         terminate(pid, group=group, timeout=timeout)
     (state_dir / f"{name}.pid").unlink(missing_ok=True)

@@ -861,6 +861,7 @@ class ProviderStub:
 
 
 PROCESS_NAME = "provider-stub"
+MODULE = "byok_dev.provider_stub"
 
 
 def start_process(
@@ -878,7 +879,7 @@ def start_process(
     ``fresh``, the overrides of an earlier run with this state file still hold."""
     if fresh:
         state_file.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "byok_dev.provider_stub", "--port", "0"]
+    argv = [sys.executable, "-m", MODULE, "--port", "0"]
     argv += ["--state-file", str(state_file), "--slow-seconds", str(slow_seconds)]
     started = process.spawn(PROCESS_NAME, argv, state_file.parent, detach=detach)
     log = state_file.parent / f"{PROCESS_NAME}.log"
@@ -896,6 +897,11 @@ def start_process(
     return ProviderStub(found, process=started)
 
 
+def _proof(state_file: Path) -> dict[str, Any]:
+    """What makes a recorded PID our stub: its module and its state file as arguments."""
+    return {"args": ("-m", MODULE, "--state-file", str(state_file))}
+
+
 def saved_url(state_file: Path) -> str:
     """The URL a running stub wrote to its state file."""
     return str(json.loads(state_file.read_text())["PROVIDER_STUB_URL"])
@@ -903,12 +909,12 @@ def saved_url(state_file: Path) -> str:
 
 def stop_owned(state_file: Path) -> int | None:
     """Stop the stub process started with this state file, if it still runs."""
-    return process.stop_owned(state_file.parent, PROCESS_NAME, str(state_file), group=True)
+    return process.stop_owned(state_file.parent, PROCESS_NAME, group=True, **_proof(state_file))
 
 
 def owned_stub_pid(state_file: Path) -> int | None:
     """The stub process a stack started with this state file, if it still runs."""
-    return process.owned_pid(state_file.parent, PROCESS_NAME, str(state_file))
+    return process.owned_pid(state_file.parent, PROCESS_NAME, **_proof(state_file))
 
 
 # Loopback control calls must not follow HTTP(S)_PROXY from the environment.

@@ -72,6 +72,10 @@ T = TypeVar("T")
 LITELLM_PIDS = ("LITELLM_PID", "POSTGRES_PID", "LITELLM_QE_PID", "QE_PID")
 
 
+class StackError(RuntimeError):
+    """A part of the stack could not be started or stopped; the message names it."""
+
+
 @dataclass
 class Stack:
     """The parts of one development stack (see the module docstring)."""
@@ -105,30 +109,37 @@ class Stack:
 
     # --- starting -------------------------------------------------------------------------
 
-    def start_cluster(self) -> Cluster:
-        """The control plane, with the test users' RBAC, the CRDs established and the
-        operator's namespace; an existing cluster with BYOK_TEST_KUBECONFIG."""
+    def start_cluster(self, *, test_users: bool = False) -> Cluster:
+        """The control plane with the CRDs established and the operator's namespace; an
+        existing cluster with BYOK_TEST_KUBECONFIG. ``test_users`` also creates the tenant
+        namespaces and RBAC of the test users (the test suite's, never on its own)."""
         external = os.environ.get("BYOK_TEST_KUBECONFIG")
         if external:
             self.cluster = external_cluster(Path(external))
         else:
             self.cluster = start_cluster(self.cluster_dir, detach=self.detach)
-        prepare_cluster(self.cluster)
+        prepare_cluster(self.cluster, test_users=test_users)
         return self.cluster
 
     def start_stub(self) -> ProviderStub:
+        """The stand-ins as a process; refused while an earlier run's still runs here (its
+        PID would be lost: stop the stack first)."""
+        if (pid := owned_stub_pid(self.stub_state)) is not None:
+            raise RuntimeError(
+                f"provider stand-ins (pid {pid}) from an earlier run still run in {self.state}; "
+                f"stop them first: python -m byok_dev.stack down {self.state}"
+            )
         self.stub = provider_stub.start_process(self.stub_state, detach=self.detach)
         return self.stub
 
     def start_litellm(
-        self, config: str | Path = DEFAULT_CONFIG, env: Mapping[str, str] | None = None
+        self, config: Path | None = None, env: Mapping[str, str] | None = None
     ) -> LiteLLMTestbed:
-        """The test bed with this config (text, or a file), by default its platform model
-        pointed at the stand-ins with the platform key (start the stand-ins first)."""
-        if isinstance(config, str):
-            path = self.state / LITELLM_CONFIG
-            path.write_text(config)
-            config = path
+        """The test bed with this config file (default: DEFAULT_CONFIG), by default its
+        platform model pointed at the stand-ins with the platform key (start them first)."""
+        if config is None:
+            config = self.state / LITELLM_CONFIG
+            config.write_text(DEFAULT_CONFIG)
         if env is None:
             stub = self._need(self.stub, "start_stub")
             env = {
@@ -224,8 +235,27 @@ class Stack:
 
     def stop(self) -> list[str]:
         """Stop, by recorded PID, what runs in the state dir: operator, LiteLLM, stand-ins,
-        control plane (clients first). Safe when nothing runs; returns what was stopped."""
+        control plane (clients first). Safe when nothing runs; returns what was stopped. A
+        part that fails to stop does not keep the others running: the failures are raised
+        together at the end."""
         stopped: list[str] = []
+        failed: list[str] = []
+        for what, step in (
+            ("operator", self._stop_operator),
+            ("LiteLLM test bed", self._stop_litellm),
+            ("provider stand-ins", self._stop_stub),
+            ("control plane", self._stop_cluster),
+        ):
+            try:
+                stopped += step()
+            except Exception as exc:
+                failed.append(f"{what}: {exc}")
+        if failed:
+            raise StackError("could not stop " + "; ".join(failed))
+        return stopped
+
+    def _stop_operator(self) -> list[str]:
+        stopped = []
         proc = self.operator.proc if self.operator is not None else None
         if self.operator is not None and proc is not None and proc.poll() is None:
             self.operator.stop()
@@ -234,17 +264,24 @@ class Stack:
             terminate(pid, group=True)
             stopped.append(f"operator (pid {pid})")
         (self.operator_dir / "operator.pid").unlink(missing_ok=True)
-        if external_testbed() is None and self.litellm_dir.exists():
-            running = self.litellm_running()
-            stop_testbed(self.litellm_dir)
-            if running:
-                stopped.append("LiteLLM test bed")
-        if (pid := provider_stub.stop_owned(self.stub_state)) is not None:
-            stopped.append(f"provider stand-ins (pid {pid})")
+        return stopped
+
+    def _stop_litellm(self) -> list[str]:
+        if external_testbed() is not None or not self.litellm_dir.exists():
+            return []
+        running = self.litellm_running()
+        stop_testbed(self.litellm_dir)
+        return ["LiteLLM test bed"] if running else []
+
+    def _stop_stub(self) -> list[str]:
+        pid = provider_stub.stop_owned(self.stub_state)
+        return [f"provider stand-ins (pid {pid})"] if pid is not None else []
+
+    def _stop_cluster(self) -> list[str]:
         if (self.cluster_dir / "state.json").exists() or list(self.cluster_dir.glob("*.pid")):
             stop_cluster(self.cluster_dir)
-            stopped.append("kube-apiserver + etcd")
-        return stopped
+            return ["kube-apiserver + etcd"]
+        return []
 
     def kept(self) -> list[str]:
         """What a --keep run leaves running, and how to reach and stop it."""
@@ -267,27 +304,29 @@ class Stack:
         return part
 
 
-def prepare_cluster(cluster: Cluster) -> None:
-    """What every user of the stack may assume: tenant namespaces and their RBAC, the CRDs
-    established, the operator's namespace."""
-    bootstrap_tenants(cluster)
+def prepare_cluster(cluster: Cluster, *, test_users: bool) -> None:
+    """What every user of the stack may assume: the CRDs established and the operator's
+    namespace; with ``test_users``, the tenant namespaces and RBAC of the test users."""
+    if test_users:
+        bootstrap_tenants(cluster)
     install_crds(cluster, Path(os.environ.get("BYOK_TEST_CRD_DIR") or CRD_DIR))
     cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
 
 
 def _up(state: Path) -> None:
-    """Start (or find) a detached control plane, then bring tenants and the repository's CRDs
-    up to date, so re-running `make cluster-up` after editing crds/ is the dev loop."""
-    stack = Stack(state, detach=True)
-    cluster = load_cluster(stack.cluster_dir)
+    """Start (or find) a detached local control plane, then bring the test users and the
+    repository's CRDs up to date, so re-running `make cluster-up` after editing crds/ is the
+    dev loop. Always local: BYOK_TEST_KUBECONFIG is for the tests, demo and bench."""
+    stack = Stack.attach(state)
+    cluster = stack.cluster
     if cluster is None:
         started = time.monotonic()
-        cluster = stack.start_cluster()
+        cluster = start_cluster(stack.cluster_dir, detach=True)
         elapsed = time.monotonic() - started
         print(f"cluster up at {cluster.server} in {elapsed:.1f}s", file=sys.stderr)
     else:
-        prepare_cluster(cluster)
         print(f"cluster already running at {cluster.server}", file=sys.stderr)
+    prepare_cluster(cluster, test_users=True)
     print(f"export KUBECONFIG={cluster.kubeconfig}")
 
 
@@ -302,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             stopped = Stack(args.state).stop()
             print("stopped: " + (", ".join(stopped) or "nothing was running"), file=sys.stderr)
-    except (ClusterError, KubectlError) as error:
+    except (ClusterError, KubectlError, StackError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

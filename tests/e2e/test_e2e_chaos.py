@@ -56,7 +56,7 @@ from byok_dev.cluster import Cluster, delete_namespace
 from byok_dev.litellm import LiteLLMTestbed, restart
 from byok_dev.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
 from byok_dev.provider_stub import ProviderStub, fingerprint_of
-from byok_dev.tenants import Tenants, canary, key_secret_manifest, tenant_manifest
+from byok_dev.tenants import Tenants, canary, key_secret_manifest, leaks, tenant_manifest
 from byok_dev.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
@@ -1284,13 +1284,10 @@ def canary_scan(
         "Secret metadata": json.dumps([s["metadata"] for s in secrets_all]),
         "vault Secrets (decoded)": vault_text,
     }
-    keys = [k for k in [*planted, *issued] if k]
-    violations = []
-    for place, text in places.items():
-        for key in keys:
-            kind = "virtual key" if key in issued else "provider key"
-            if key in text or key[-12:] in text:
-                violations.append(f"a {kind} (fingerprint {fingerprint_of(key)}) is in the {place}")
+    violations = [
+        *(f"a provider key {found}" for found in leaks(planted, places, suffix=12)),
+        *(f"a virtual key {found}" for found in leaks(issued, places, suffix=12)),
+    ]
     print(
         f"[chaos] canary scan: {len(planted)} provider keys, {len(issued)} virtual keys, "
         f"{len(places)} places",

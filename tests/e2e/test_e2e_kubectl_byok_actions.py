@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from byok_dev.provider_stub import ProviderStub
-from byok_dev.tenants import Tenants, canary
+from byok_dev.tenants import Tenants, canary, leaks
 from byok_operator import api
 from byok_operator.admin.actions import Waiting, run_revert
 from byok_operator.admin.errors import Invalid
@@ -49,9 +49,8 @@ def plugin(
 
 
 def _no_key_in(keys: list[str], *texts: str) -> None:
-    for key in keys:
-        for text in texts:
-            assert key not in text, "a key in the output"
+    found = leaks(keys, {f"output {n}": text for n, text in enumerate(texts)})
+    assert not found, f"a key in the output: {found}"
 
 
 def test_test_keys_reports_each_key_and_saves_nothing(
