@@ -12,13 +12,14 @@ PYTEST_ARGS  ?=
 
 export BYOK_SHARED_DIR := $(SHARED)
 
-.PHONY: help venv tools testbed lint test test-fast test-unit test-contract test-cluster test-e2e cluster-up cluster-down demo bench bench-scale clean
+.PHONY: help venv tools testbed lint test test-fast test-unit test-contract test-cluster test-e2e cluster-up cluster-down demo bench bench-scale soak clean
 
 help:
 	@echo "make demo   - local control plane + LiteLLM + operator + example tenants (enable -> rotate -> revert)"
 	@echo "make test   - lint, type-check and the whole test suite (real kube-apiserver, real LiteLLM)"
 	@echo "make bench  - apply N tenants at once and report throughput, latency and RSS"
 	@echo "make bench-scale - the 1,000- and 10,000-tenant runs (about an hour)"
+	@echo "make soak   - the randomized crash and chaos tests at several times their size (~25 min)"
 	@echo "make cluster-up / cluster-down - a local kube-apiserver + etcd for your own experiments"
 
 $(BIN)/.installed: pyproject.toml dev/pyproject.toml
@@ -81,6 +82,14 @@ bench: tools testbed
 
 # The scale runs of issue 7: 1,000 and 10,000 tenants (half BYOK), 5 minutes idle, a restart.
 # About an hour on 2 cores; each run prints its table and writes STATE/bench-scale-N.json.
+# The long randomized tests at several times their `make test` size: 40 SIGKILL rounds and a
+# 60-tenant chaos run, each with a fresh seed (printed, so a failure can be replayed).
+soak: tools testbed
+	PATH=$(abspath $(BIN)):$$PATH BYOK_CRASH_ROUNDS=40 BYOK_CRASH_SEED=$$RANDOM BYOK_CHAOS_TENANTS=60 \
+	  $(BIN)/pytest -p no:randomly -s \
+	  tests/e2e/test_e2e_resilience.py::test_sigkill_at_random_moments_always_converges \
+	  tests/e2e/test_e2e_chaos.py $(PYTEST_ARGS)
+
 bench-scale: tools testbed
 	for n in 1000 10000; do \
 	  PATH=$(abspath $(BIN)):$$PATH $(BIN)/python hack/bench.py --state $(STATE)/bench-scale \

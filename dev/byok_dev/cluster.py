@@ -115,6 +115,29 @@ class Cluster:
             raise KubectlError(result.returncode, argv, result.stdout, result.stderr)
         return result
 
+    def server_side_apply(
+        self,
+        objects: Iterable[dict[str, Any]],
+        *,
+        field_manager: str | None = FIELD_MANAGER,
+        timeout: float = 120,
+    ) -> None:
+        """One server-side apply for many objects (client-side apply would copy a Secret's
+        data into the last-applied annotation). ``field_manager=None``: kubectl's own."""
+        manager = [f"--field-manager={field_manager}"] if field_manager else []
+        items = list(objects)
+        body = items[0] if len(items) == 1 else {"apiVersion": "v1", "kind": "List", "items": items}
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            *manager,
+            "-f",
+            "-",
+            input=json.dumps(body),
+            timeout=timeout,
+        )
+
     def env(self) -> dict[str, str]:
         """Environment for a child process (the operator, a CLI) that should use this cluster."""
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
@@ -703,25 +726,13 @@ def _platform_admin_rbac() -> list[dict[str, Any]]:
     return _cluster_role("byok-platform-admin", rules, group)
 
 
-def _apply(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> None:
-    cluster.kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        f"--field-manager={FIELD_MANAGER}",
-        "-f",
-        "-",
-        input=yaml.safe_dump_all(list(objects), sort_keys=False),
-    )
-
-
 def bootstrap_tenants(cluster: Cluster) -> None:
     """Namespaces tenant-a and tenant-b with their admins' RBAC, the viewer and the platform
     admins; idempotent."""
     objects: list[dict[str, Any]] = []
     for namespace, user in TENANTS.items():
         objects += _tenant_rbac(namespace, user)
-    _apply(cluster, objects + _viewer_rbac() + _platform_admin_rbac())
+    cluster.server_side_apply(objects + _viewer_rbac() + _platform_admin_rbac())
 
 
 def install_crds(cluster: Cluster, crd_dir: Path, timeout: float = 60) -> None:

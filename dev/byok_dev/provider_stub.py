@@ -823,13 +823,7 @@ class ProviderStub:
         server = _StubServer(("127.0.0.1", 0), state)
         state.urls = _urls(server.base_url)
         state.save()
-        thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="provider-stub",
-            daemon=True,
-        )
-        thread.start()
+        thread = _serve_in_thread(server)
         try:
             yield cls(server.base_url)
         finally:
@@ -929,6 +923,17 @@ def _urls(base_url: str) -> dict[str, str]:
     }
 
 
+def _serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name="provider-stub",
+        daemon=True,
+    )
+    thread.start()
+    return thread
+
+
 def read_first_line(process: subprocess.Popen[str], timeout: float) -> str:
     """The stub's first stdout line, read with a deadline; the rest of stdout is drained."""
     lines: queue.Queue[str] = queue.Queue()
@@ -984,13 +989,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    thread = threading.Thread(
-        target=server.serve_forever,
-        kwargs={"poll_interval": 0.05},
-        name="provider-stub",
-        daemon=True,
-    )
-    thread.start()
+    _serve_in_thread(server)
     print(" ".join(f"{name}={url}" for name, url in state.urls.items()), flush=True)
     while not stop.wait(0.2):
         pass

@@ -78,16 +78,8 @@ class Tenants:
         self.server_side_apply(tenant_manifest(namespace, name, spec))
 
     def server_side_apply(self, *objects: dict[str, Any]) -> None:
-        """One server-side apply (client-side apply would copy a Secret's key into the
-        last-applied annotation)."""
-        body = (
-            objects[0]
-            if len(objects) == 1
-            else {"apiVersion": "v1", "kind": "List", "items": list(objects)}
-        )
-        self.cluster.kubectl(
-            "apply", "--server-side", "--force-conflicts", "-f", "-", input=json.dumps(body)
-        )
+        """Applied as an admin with kubectl would (kubectl's own field manager)."""
+        self.cluster.server_side_apply(objects, field_manager=None, timeout=60)
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         result = self.cluster.kubectl(

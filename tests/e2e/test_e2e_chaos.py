@@ -252,19 +252,7 @@ def tlc_object(t: Tenant, mode: str) -> dict[str, Any]:
 
 
 def apply_all(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> None:
-    """One server-side apply for many objects (client-side apply would copy Secret data into
-    the last-applied annotation)."""
-    body = {"apiVersion": "v1", "kind": "List", "items": list(objects)}
-    cluster.kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        f"--field-manager={FIELD_MANAGER}",
-        "-f",
-        "-",
-        input=json.dumps(body),
-        timeout=120,
-    )
+    cluster.server_side_apply(objects, field_manager=FIELD_MANAGER)
 
 
 class AgentSecrets:

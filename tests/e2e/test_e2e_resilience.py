@@ -24,7 +24,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
 MODEL = "gpt-4o-mini"
 SHARED = "byok-openai-gpt-4o-mini"  # the shared deployment (DESIGN §6) BYOK tenants of MODEL use
-CRASH_ROUNDS = int(os.environ.get("BYOK_CRASH_ROUNDS", "20"))
+# 8 rounds (16 random kills) in `make test`, which must stay under 25 minutes; `make soak`
+# runs 40 rounds with other seeds.
+CRASH_ROUNDS = int(os.environ.get("BYOK_CRASH_ROUNDS", "8"))
 
 
 def byok(secret: str) -> dict:
@@ -96,7 +98,9 @@ def test_sigkill_at_random_moments_always_converges(
 ) -> None:
     """Each round: enable BYOK for two tenants and SIGKILL the operator at a random moment,
     restart it, converge; then revert to Platform with another random SIGKILL, converge."""
-    rng = random.Random(int(os.environ.get("BYOK_CRASH_SEED", "1234")))
+    seed = int(os.environ.get("BYOK_CRASH_SEED", "1234"))
+    print(f"[crash] seed {seed} (BYOK_CRASH_SEED replays it), {CRASH_ROUNDS} rounds", flush=True)
+    rng = random.Random(seed)
     for round_no in range(CRASH_ROUNDS):
         names = [f"crash-{round_no}-{i}" for i in range(2)]
         for name in names:
