@@ -160,7 +160,7 @@ class Demo:
 
     @property
     def tenants(self) -> Tenants:
-        return Tenants(self.kube, self.gateway)
+        return self.stack.tenants
 
     def show(self, *args: str, stdin: str | None = None, note: str = "") -> str:
         """Run kubectl as the admin and print the command and its output."""

@@ -1,5 +1,5 @@
-"""Chaos: 30 tenants through enable -> rotate provider key -> rotate virtual key -> revert to
-Platform -> delete, while a background thread SIGKILLs and restarts the operator at random
+"""Chaos: 20 tenants (BYOK_CHAOS_TENANTS; `make soak` runs 60) through enable -> rotate provider
+key -> rotate virtual key -> revert to Platform -> delete, while a background thread SIGKILLs and restarts the operator at random
 moments and LiteLLM is restarted once on an EMPTY database in the middle.
 
 At the end every DESIGN §5 invariant is checked by asking LiteLLM (admin API) and the API
@@ -61,7 +61,8 @@ from byok_dev.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
 
-TENANT_COUNT = int(os.environ.get("BYOK_CHAOS_TENANTS", "30"))
+# 20 in `make test`, which must stay under 25 minutes; `make soak` runs 60.
+TENANT_COUNT = int(os.environ.get("BYOK_CHAOS_TENANTS", "20"))
 NAMESPACE_COUNT = 3
 OPENAI_MODEL = "gpt-4o-mini"
 ANTHROPIC_MODEL = "claude-3-5-sonnet-20241022"
@@ -562,7 +563,7 @@ def converge(
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # ~5 min here; the suite default (600 s) includes session setup
-def test_chaos_thirty_tenants_through_the_whole_lifecycle(
+def test_chaos_tenants_through_the_whole_lifecycle(
     tenants: Tenants,
     namespace: str,
     operator: OperatorProcess,
