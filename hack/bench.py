@@ -89,7 +89,6 @@ from byok_dev.stack import Stack
 from byok_dev.tenants import key_secret_manifest, tenant_manifest
 
 REPO = REPO_ROOT
-CREDENTIALS_LABEL = f"{GROUP}/credentials"
 RUN_LABEL = "bench.byok.io/run"
 PHASE_LABEL = "bench.byok.io/phase"
 MODEL = "gpt-4o-mini"
@@ -99,8 +98,6 @@ PRODUCTION_INTERVALS = {
     "BYOK_VALIDATION_CACHE_TTL": "300",
     "BYOK_RETRY_DELAY": "30",
 }
-STUB_START_TIMEOUT = 20.0
-STOP_TIMEOUT = 30.0
 
 
 # --- tenants ------------------------------------------------------------------------------

@@ -205,11 +205,14 @@ class Stack:
         """Whether a process the test bed recorded is alive (its `down` checks them properly)."""
         return any(Path(f"/proc/{pid}").exists() for pid in self._litellm_pids())
 
-    def _litellm_pids(self) -> list[int]:
+    def _litellm_values(self) -> dict[str, str]:
+        """The PIDs the test bed recorded (testbed.pids), and what its `up` printed."""
         pids_file = self.litellm_dir / "testbed.pids"
         values = parse_env_lines(pids_file.read_text()) if pids_file.exists() else {}
-        if self.litellm is not None:
-            values = {**values, **self.litellm.values}
+        return {**values, **(self.litellm.values if self.litellm is not None else {})}
+
+    def _litellm_pids(self) -> list[int]:
+        values = self._litellm_values()
         return [int(values[n]) for n in LITELLM_PIDS if values.get(n, "").isdigit()]
 
     def pids(self) -> dict[str, int]:
@@ -220,7 +223,7 @@ class Stack:
         if (pid := owned_stub_pid(self.stub_state)) is not None:
             found["provider-stub"] = pid
         if self.litellm is None or not self.litellm.external:
-            values = self.litellm.values if self.litellm is not None else {}
+            values = self._litellm_values()
             for name in ("LITELLM_PID", "POSTGRES_PID"):
                 if values.get(name, "").isdigit():
                     found[name.removesuffix("_PID").lower()] = int(values[name])
