@@ -2,13 +2,19 @@
 
 The official client is synchronous; calls run in worker threads so handlers stay async.
 Secret payloads are never logged: errors name the Secret and the status code only.
+
+Responses are read as plain JSON (``_preload_content=False``), not as the client's models:
+the operator needs a field or two of each, and building models costs more CPU than the call.
+Listings go in pages of LIST_PAGE, so a sweep over 10,000 tenants never holds more than one
+page of the API server's answer at once; the tenant listing asks for metadata only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Mapping
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +28,10 @@ from byok_operator import api
 from byok_operator.audit import AuditEvent, log_tenant_audit
 from byok_operator.crypto import Vault, VaultConfigError
 from byok_operator.settings import Settings
+
+LIST_PAGE = 500  # objects per list call (the API server's own chunking, `limit`/`continue`)
+# The tenant listing of sweeps needs uids only: the API server then sends no spec or status.
+METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 
 
 def api_client() -> client.ApiClient:
@@ -70,15 +80,25 @@ def secret_from_body(body: Mapping[str, Any]) -> SecretData:
     )
 
 
-def _secret_data(obj: client.V1Secret) -> SecretData:
-    meta = obj.metadata or client.V1ObjectMeta()
-    return SecretData(
-        name=meta.name or "",
-        data=_decode(obj.data),
-        labels=dict(meta.labels or {}),
-        annotations=dict(meta.annotations or {}),
-        resource_version=meta.resource_version or "",
-    )
+async def _raw(call: Callable[..., Any], *args: Any, **params: Any) -> dict[str, Any]:
+    """One client call in a worker thread, its answer as the API server's JSON."""
+    response = await asyncio.to_thread(call, *args, _preload_content=False, **params)
+    answer: dict[str, Any] = json.loads(response.data or b"{}")
+    return answer
+
+
+async def _pages(
+    call: Callable[..., Any], *args: Any, **params: Any
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The items of a listing, a page at a time. An expired continue token (410, after minutes)
+    fails the listing as ApiException; its caller's next pass lists afresh."""
+    token: str | None = None
+    while True:
+        answer = await _raw(call, *args, limit=LIST_PAGE, _continue=token, **params)
+        yield answer.get("items") or []
+        token = (answer.get("metadata") or {}).get("continue")
+        if not token:
+            return
 
 
 def _explain(action: str, exc: ApiException) -> KubeError:
@@ -96,31 +116,34 @@ class Kube:
 
     async def read_secret(self, namespace: str, name: str) -> SecretData | None:
         try:
-            obj = await asyncio.to_thread(self._core.read_namespaced_secret, name, namespace)
+            obj = await _raw(self._core.read_namespaced_secret, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise _explain(f"reading Secret {namespace}/{name}", exc) from None
-        return _secret_data(obj)
+        return secret_from_body(obj)
 
     async def namespace_uid(self, name: str) -> str | None:
         """The namespace's uid; None when it does not exist."""
         try:
-            obj = await asyncio.to_thread(self._core.read_namespace, name)
+            obj = await _raw(self._core.read_namespace, name)
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise _explain(f"reading Namespace {name}", exc) from None
-        return str(obj.metadata.uid) if obj.metadata else None
+        uid = (obj.get("metadata") or {}).get("uid")
+        return str(uid) if uid else None
 
     async def list_secrets(self, namespace: str, label_selector: str) -> list[SecretData]:
+        found: list[SecretData] = []
         try:
-            items = await asyncio.to_thread(
+            async for page in _pages(
                 self._core.list_namespaced_secret, namespace, label_selector=label_selector
-            )
+            ):
+                found.extend(secret_from_body(item) for item in page)
         except ApiException as exc:
             raise _explain(f"listing Secrets in {namespace}", exc) from None
-        return [_secret_data(obj) for obj in items.items]
+        return found
 
     async def write_secret(
         self,
@@ -151,13 +174,13 @@ class Kube:
         replace = (self._core.replace_namespaced_secret, (name, namespace, body), 404)
         first, then = (replace, create) if exists else (create, replace)
         try:
-            await asyncio.to_thread(first[0], *first[1])
+            await _raw(first[0], *first[1])
             return
         except ApiException as exc:
             if exc.status != first[2]:
                 raise _explain(f"writing Secret {namespace}/{name}", exc) from None
         try:
-            await asyncio.to_thread(then[0], *then[1])
+            await _raw(then[0], *then[1])
         except ApiException as exc:
             raise _explain(f"writing Secret {namespace}/{name}", exc) from None
 
@@ -186,19 +209,16 @@ class Kube:
         )
         try:
             if resource_version is None:
-                obj = await asyncio.to_thread(self._core.create_namespaced_secret, namespace, body)
+                obj = await _raw(self._core.create_namespaced_secret, namespace, body)
             else:
-                obj = await asyncio.to_thread(
-                    self._core.replace_namespaced_secret, name, namespace, body
-                )
+                obj = await _raw(self._core.replace_namespaced_secret, name, namespace, body)
         except ApiException as exc:
             if exc.status == 409:
                 raise SecretConflict(f"Secret {namespace}/{name} changed meanwhile") from None
             if exc.status == 404 and resource_version is not None:
                 raise SecretConflict(f"Secret {namespace}/{name} was deleted meanwhile") from None
             raise _explain(f"writing Secret {namespace}/{name}", exc) from None
-        meta = obj.metadata or client.V1ObjectMeta()
-        return str(meta.resource_version)
+        return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
     async def post_event(
         self, ref: Mapping[str, str], *, type: str, reason: str, message: str
@@ -227,7 +247,7 @@ class Kube:
             reporting_component=api.MANAGER,
         )
         try:
-            await asyncio.to_thread(self._core.create_namespaced_event, ref["namespace"], event)
+            await _raw(self._core.create_namespaced_event, ref["namespace"], event)
         except ApiException as exc:
             raise _explain(f"posting an Event on {ref['namespace']}/{ref['name']}", exc) from None
 
@@ -248,7 +268,7 @@ class Kube:
     ) -> None:
         """A merge patch of a TenantLLMConfig's status (for passes kopf did not start)."""
         try:
-            await asyncio.to_thread(
+            await _raw(
                 self._custom.patch_namespaced_custom_object_status,
                 api.GROUP,
                 api.VERSION,
@@ -263,7 +283,7 @@ class Kube:
 
     async def delete_secret(self, namespace: str, name: str) -> bool:
         try:
-            await asyncio.to_thread(self._core.delete_namespaced_secret, name, namespace)
+            await _raw(self._core.delete_namespaced_secret, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return False
@@ -271,22 +291,28 @@ class Kube:
         return True
 
     async def list_tenant_uids(self) -> set[str]:
-        """The uids of every TenantLLMConfig in the cluster (for orphan sweeps)."""
+        """The uids of every TenantLLMConfig in the cluster (for orphan sweeps): metadata only,
+        a page at a time, so 10,000 tenants cost a few MiB here, not their whole objects."""
+        uids: set[str] = set()
         try:
-            result = await asyncio.to_thread(
-                self._custom.list_cluster_custom_object, api.GROUP, api.VERSION, api.PLURAL
-            )
+            async for page in _pages(
+                self._custom.list_cluster_custom_object,
+                api.GROUP,
+                api.VERSION,
+                api.PLURAL,
+                _headers=dict(METADATA_ONLY),
+            ):
+                uids.update(item["metadata"]["uid"] for item in page)
         except ApiException as exc:
             raise _explain("listing TenantLLMConfigs", exc) from None
-        items: list[dict[str, Any]] = result.get("items", []) if isinstance(result, dict) else []
-        return {item["metadata"]["uid"] for item in items}
+        return uids
 
     async def annotate_tenant(
         self, namespace: str, name: str, annotations: Mapping[str, str]
     ) -> None:
         patch = {"metadata": {"annotations": dict(annotations)}}
         try:
-            await asyncio.to_thread(
+            await _raw(
                 self._custom.patch_namespaced_custom_object,
                 api.GROUP,
                 api.VERSION,
