@@ -80,8 +80,6 @@ demo: tools testbed
 bench: tools testbed
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python hack/bench.py --state $(STATE)/bench $(BENCH_ARGS)
 
-# The scale runs of issue 7: 1,000 and 10,000 tenants (half BYOK), 5 minutes idle, a restart.
-# About an hour on 2 cores; each run prints its table and writes STATE/bench-scale-N.json.
 # The long randomized tests at several times their `make test` size: 40 SIGKILL rounds and a
 # 60-tenant chaos run, each with a fresh seed (printed, so a failure can be replayed).
 soak: tools testbed
@@ -90,6 +88,8 @@ soak: tools testbed
 	  tests/e2e/test_e2e_resilience.py::test_sigkill_at_random_moments_always_converges \
 	  tests/e2e/test_e2e_chaos.py $(PYTEST_ARGS)
 
+# The scale runs of issue 7: 1,000 and 10,000 tenants (half BYOK), 5 minutes idle, a restart.
+# About an hour on 2 cores; each run prints its table and writes STATE/bench-scale-N.json.
 bench-scale: tools testbed
 	for n in 1000 10000; do \
 	  PATH=$(abspath $(BIN)):$$PATH $(BIN)/python hack/bench.py --state $(STATE)/bench-scale \
