@@ -1,6 +1,7 @@
 """Chaos: 20 tenants (BYOK_CHAOS_TENANTS; `make soak` runs 60) through enable -> rotate provider
 key -> rotate virtual key -> revert to Platform -> delete, while a background thread SIGKILLs
-and restarts the operator at random moments and LiteLLM is restarted once on an EMPTY database in the middle.
+and restarts the operator at random moments and LiteLLM is restarted once on an EMPTY
+database in the middle.
 
 At the end every DESIGN §5 invariant is checked by asking LiteLLM (admin API) and the API
 server, never by reading the operator's own status:
