@@ -419,7 +419,7 @@ def run_gateway_baseline(
     )
     if log is not None:
         phase.extra["litellm_requests"] = litellm_calls(log, offset, len(tenants))
-    gateway.remove_all()
+    phase.extra["cleanup_left_in_litellm"] = gateway.remove_all()
     delete_phase_objects(
         phase_args["apply_client"], namespaces, phase_args["run_id"], "gateway-baseline"
     )
