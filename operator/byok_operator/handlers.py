@@ -192,10 +192,12 @@ async def cleanup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
 
 
 @kopf.index(*TLC)
-def tenants_by_secret(
+async def tenants_by_secret(
     namespace: str | None, name: str, spec: kopf.Spec, **_: Any
 ) -> dict[tuple[str | None, str], str]:
-    """(namespace, Secret name) -> TenantLLMConfig names that reference it."""
+    """(namespace, Secret name) -> TenantLLMConfig names that reference it. Async although it
+    awaits nothing: kopf runs a sync handler in a worker thread, a hand-off on every event of
+    every tenant for a few dict operations."""
     providers = spec.get("providers") or {}
     refs = {
         (namespace, p["secretRef"]["name"]) for p in providers.values() if p and p.get("secretRef")
