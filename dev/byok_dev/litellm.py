@@ -36,6 +36,9 @@ model_list:
       api_key: os.environ/PLATFORM_OPENAI_API_KEY
 general_settings:
   master_key: os.environ/LITELLM_MASTER_KEY
+  # Otherwise every /team/new adds the master key's user to the team, and that one user row
+  # holds every team id: each create rewrites it (10,000 tenants: slower and slower, then 500s).
+  disable_auto_add_proxy_admin_to_teams: true
 litellm_settings:
   telemetry: false
   # DESIGN §6: a call on a shared BYOK deployment takes the key of the calling key's team.
