@@ -560,12 +560,13 @@ class GatewayBaseline:
 
     def _try(self, method: str, path: str, **kwargs: Any) -> bool:
         for attempt in range(3):
+            if attempt:
+                time.sleep(attempt)  # a cleanup retry's pause, not a wait for a condition
             try:
                 if self._http().request(method, path, **kwargs).is_success:
                     return True
             except httpx.HTTPError:
                 pass
-            time.sleep(1.0 + attempt)  # a cleanup retry, not a wait for a condition
         return False
 
     def provision(
