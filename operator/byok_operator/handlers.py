@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -234,26 +236,52 @@ async def remember(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any)
 
 def _slim(body: kopf.Body) -> dict[str, Any]:
     """What passes and the sweep read of a tenant: no managedFields, no kopf diff base (at
-    10,000 tenants those would be most of the operator's memory)."""
+    10,000 tenants those would be most of the operator's memory), compacted (see `_compact`)."""
     meta = body["metadata"]
     status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
-    return {
-        "apiVersion": api.API_VERSION,
-        "kind": api.KIND,
-        "metadata": {
-            "namespace": meta["namespace"],
-            "name": meta["name"],
-            "uid": meta["uid"],
-            "generation": meta.get("generation"),
-            "creationTimestamp": meta.get("creationTimestamp"),
-            "deletionTimestamp": meta.get("deletionTimestamp"),
-            "annotations": {
-                k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(api.GROUP)
+    return _compact_mapping(
+        {
+            "apiVersion": api.API_VERSION,
+            "kind": api.KIND,
+            "metadata": {
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "generation": meta.get("generation"),
+                "creationTimestamp": meta.get("creationTimestamp"),
+                "deletionTimestamp": meta.get("deletionTimestamp"),
+                "annotations": {
+                    k: v
+                    for k, v in (meta.get("annotations") or {}).items()
+                    if k.startswith(api.GROUP)
+                },
             },
-        },
-        "spec": dict(body.get("spec") or {}),
-        "status": status,
-    }
+            "spec": body.get("spec") or {},
+            "status": status,
+        }
+    )
+
+
+INTERNED_UP_TO = 64  # characters: keys, condition types and reasons, model ids, modes
+
+
+def _compact(value: Any) -> Any:
+    """A deep copy sharing nothing with the watch event, its keys and short strings interned.
+
+    A JSON decoder shares equal strings within one document only, so 10,000 remembered
+    tenants would each carry their own "lastTransitionTime", "InvalidKey" and "gpt-4o";
+    interned, each exists once. The copy also lets the whole event be freed."""
+    if isinstance(value, Mapping):
+        return _compact_mapping(value)
+    if isinstance(value, list | tuple):
+        return [_compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= INTERNED_UP_TO:
+        return sys.intern(value)
+    return value
+
+
+def _compact_mapping(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return {sys.intern(k): _compact(v) for k, v in mapping.items()}
 
 
 @kopf.on.event("", "v1", "secrets", labels={api.CREDENTIALS_LABEL: "true"})
