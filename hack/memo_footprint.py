@@ -10,7 +10,7 @@ handler keeps and drops the event, then reports the bytes still allocated per te
 
 Compare two checkouts by running each one's copy against the same file (PYTHONPATH picks the
 package). This counts live Python objects only; the process's RSS also holds the allocator's
-free space and every import (see README, "Sizing").
+free space and every import (see README, "Performance").
 """
 
 from __future__ import annotations
