@@ -276,7 +276,9 @@ def _compact(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_compact(v) for v in value]
     if isinstance(value, str) and len(value) <= INTERNED_UP_TO:
-        return sys.intern(value)
+        # A pass's status holds StrEnum members (Reason, Mode), which sys.intern refuses:
+        # str.__str__ gives the plain string the API server would have sent.
+        return sys.intern(str.__str__(value))
     return value
 
 
@@ -411,8 +413,8 @@ def _after_pass(memo: kopf.Memo, body: Any, outcome: Outcome, *, actor: str | No
     uid = body["metadata"]["uid"]
     memo.scheduler.reschedule(uid, outcome.wake_after)
     tenant: Tenant | None = memo.tenants.get(uid)
-    if tenant is not None:
-        status = {**(tenant.body.get("status") or {}), **outcome.status}
+    if tenant is not None:  # compacted too: a status patch that changes nothing brings no event
+        status = {**(tenant.body.get("status") or {}), **_compact_mapping(outcome.status)}
         tenant.body = {**tenant.body, "status": status}
 
 

@@ -4,10 +4,15 @@ of each event, and that it keeps nothing of the event itself."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
+import kopf
+
 from byok_operator import api
-from byok_operator.handlers import _slim
+from byok_operator.handlers import Tenant, _after_pass, _slim
+from byok_operator.scheduler import Scheduler
+from byok_operator.tenant import Outcome
 
 
 def _event_text(name: str) -> str:
@@ -86,3 +91,30 @@ def test_two_tenants_share_their_repeated_strings() -> None:
     assert next(iter(a["conditions"][0])) is next(iter(b["conditions"][0]))
     assert first["metadata"]["name"] == "acme"
     assert second["metadata"]["name"] == "initech"
+
+
+def test_a_pass_status_merged_into_the_view_is_plain_and_interned() -> None:
+    """A pass builds its status with StrEnum members (condition reasons, the mode), which
+    ``sys.intern`` refuses; the merge after a pass must still store plain, shared strings
+    and keep every value the pass wrote (before the fix the handler raised here)."""
+    view = _slim(json.loads(_event_text("acme")))
+    memo = kopf.Memo(tenants={"uid-acme": Tenant(view)}, scheduler=Scheduler(_never_runs))
+    condition = {
+        "type": api.ConditionType.READY,
+        "reason": api.Reason.GATEWAY_ERROR,
+        "status": "False",
+    }
+    status = {"mode": api.Mode.PLATFORM, "conditions": [condition], "gatewayRevision": 3}
+    _after_pass(memo, view, Outcome(status=status), actor=None)
+    merged = memo.tenants["uid-acme"].body["status"]
+    assert merged["conditions"] == [{"type": "Ready", "reason": "GatewayError", "status": "False"}]
+    assert merged["mode"] == "Platform"
+    assert merged["gatewayRevision"] == 3
+    assert merged["providers"] == view["status"]["providers"]  # untouched keys stay
+    reason = merged["conditions"][0]["reason"]
+    assert type(reason) is str
+    assert reason is sys.intern("GatewayError")
+
+
+async def _never_runs(uid: str) -> None:
+    raise AssertionError(f"no pass should run in this test ({uid})")
