@@ -96,11 +96,14 @@ async def startup(
         vault = await load_vault(config, kube)
     except (SettingsError, VaultConfigError) as exc:
         raise kopf.PermanentError(f"byok-operator cannot start: {exc}") from None
-    settings.batching.worker_limit = 4 * config.max_concurrent_reconciles
+    settings.batching.worker_limit = 2 * config.max_concurrent_reconciles
     # At a stop (SIGTERM, a lost Lease) a pass in flight may finish (kopf's default: 2 s).
     settings.batching.exit_timeout = SHUTDOWN_GRACE
     gateway = LiteLLMGateway(
-        config.litellm_url, config.litellm_master_key, timeout=config.gateway_timeout
+        config.litellm_url,
+        config.litellm_master_key,
+        timeout=config.gateway_timeout,
+        max_in_flight=config.gateway_concurrency,
     )
     reconciler = Reconciler(
         Deps(

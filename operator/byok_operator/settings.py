@@ -68,6 +68,7 @@ class Settings:
     unplanned_rotation_grace: float
     gateway_timeout: float
     max_concurrent_reconciles: int
+    gateway_concurrency: int  # LiteLLM requests in flight, across all passes and sweeps
     narrowing_confirm_after: timedelta = timedelta(minutes=10)  # see core.vault.served_models
     budget_warning_share: float = 0.8  # BudgetNearlySpent (and one Warning) from this share on
 
@@ -109,7 +110,10 @@ class Settings:
             instance_id=env.get("BYOK_INSTANCE_ID", ""),  # "" = the cluster's (see startup)
             unplanned_rotation_grace=_seconds(env, "BYOK_UNPLANNED_ROTATION_GRACE", 120),
             gateway_timeout=_seconds(env, "BYOK_GATEWAY_TIMEOUT", 60),
-            max_concurrent_reconciles=int(_seconds(env, "BYOK_MAX_CONCURRENT_RECONCILES", 16)),
+            # Passes overlap their provider checks and Kubernetes writes; what is sized to the
+            # gateway is the number of LiteLLM requests in flight (see LiteLLMGateway).
+            max_concurrent_reconciles=int(_seconds(env, "BYOK_MAX_CONCURRENT_RECONCILES", 64)),
+            gateway_concurrency=int(_seconds(env, "BYOK_GATEWAY_CONCURRENCY", 16)),
             narrowing_confirm_after=timedelta(
                 seconds=_seconds(env, "BYOK_NARROWING_CONFIRM_AFTER", 600)
             ),

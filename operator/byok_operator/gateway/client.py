@@ -159,6 +159,7 @@ class LiteLLMGateway:
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         max_model_writes: int = 2,
+        max_in_flight: int = 16,
     ) -> None:
         master_key = master_key.strip()  # a key read from a file often ends with a newline
         if not master_key:
@@ -170,6 +171,9 @@ class LiteLLMGateway:
         # LiteLLM reloads its whole router under one lock on every deployment write, so they
         # run one at a time there anyway: queueing them here keeps each within the timeout.
         self._model_writes = asyncio.Semaphore(max_model_writes)
+        # The gateway's capacity, not the number of passes, bounds the load on LiteLLM: a pass
+        # holds a slot for one request at a time, so its other work overlaps others' requests.
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         self._master_key = master_key
         self._client = httpx.AsyncClient(
             base_url=base_url,
@@ -807,30 +811,35 @@ class LiteLLMGateway:
         accept: Sequence[int] = (),
     ) -> httpx.Response:
         """One HTTP call. Success and ``accept`` statuses are returned; the rest raise."""
-        started = time.monotonic()
-        try:
-            response = await self._client.request(method, path, params=params, json=body)
-        except httpx.TimeoutException:
-            metrics.observe_gateway(method, path, 0, time.monotonic() - started)
-            raise GatewayError(
-                f"LiteLLM {action} failed: no answer from {self._url} within {self._timeout}s; "
-                "will retry",
-                retryable=True,
-            ) from None
-        except httpx.HTTPError as exc:
-            metrics.observe_gateway(method, path, 0, time.monotonic() - started)
-            detail = redact(str(exc), (*secrets, self._master_key))
-            raise GatewayError(
-                f"LiteLLM {action} failed: cannot reach {self._url} "
-                f"({type(exc).__name__}: {detail or 'no details'}); check LITELLM_URL and that "
-                "the proxy is running",
-                retryable=True,
-            ) from None
+        async with self._in_flight:
+            started = time.monotonic()
+            try:
+                response = await self._client.request(method, path, params=params, json=body)
+            except httpx.HTTPError as exc:
+                metrics.observe_gateway(method, path, 0, time.monotonic() - started)
+                raise self._unreachable(exc, action, secrets) from None
         metrics.observe_gateway(method, path, response.status_code, time.monotonic() - started)
         log.debug("LiteLLM %s %s -> %s", method, path, response.status_code)
         if response.is_success or response.status_code in accept:
             return response
         raise self._error(response, action, secrets)
+
+    def _unreachable(
+        self, exc: httpx.HTTPError, action: str, secrets: Sequence[str]
+    ) -> GatewayError:
+        if isinstance(exc, httpx.TimeoutException):
+            return GatewayError(
+                f"LiteLLM {action} failed: no answer from {self._url} within {self._timeout}s; "
+                "will retry",
+                retryable=True,
+            )
+        detail = redact(str(exc), (*secrets, self._master_key))
+        return GatewayError(
+            f"LiteLLM {action} failed: cannot reach {self._url} "
+            f"({type(exc).__name__}: {detail or 'no details'}); check LITELLM_URL and that "
+            "the proxy is running",
+            retryable=True,
+        )
 
     def _error(self, response: httpx.Response, action: str, secrets: Sequence[str]) -> GatewayError:
         status = response.status_code

@@ -7,8 +7,9 @@ SDK behaviour this module relies on (anthropic 2.x, read from its source):
   credentials never stand in for a tenant's key.
 - The 2.x SDK sends `api_key` as `Authorization: Bearer <key>` (1.x and LiteLLM send
   `x-api-key`); both reach the same key check at the API.
-- `models.list()` is cursor-paginated (20 per page by default); iterating the paginator
-  follows `after_id` until `has_more` is false. A page size of 1000 keeps it to one request.
+- `models.list()` is cursor-paginated (20 per page by default): pages are followed by
+  `after_id` (the previous page's `last_id`) until `has_more` is false. A page size of 1000
+  keeps it to one request. The raw answer is read (see `listing.model_ids`).
 - Building a client creates an SSL context (~40 ms of blocking CPU), so one pooled client is
   kept and a cheap per-key copy is derived with `with_options`.
 """
@@ -20,7 +21,12 @@ from typing import Any
 import anthropic as sdk
 
 from byok_operator.api import Provider
-from byok_operator.providers.listing import DEFAULT_TIMEOUT, POOL_PLACEHOLDER_KEY, SdkModelLister
+from byok_operator.providers.listing import (
+    DEFAULT_TIMEOUT,
+    POOL_PLACEHOLDER_KEY,
+    SdkModelLister,
+    model_ids,
+)
 
 PAGE_SIZE = 1000
 
@@ -38,7 +44,16 @@ class AnthropicModelLister(SdkModelLister):
         )
 
     async def _model_ids(self, client: Any) -> set[str]:
-        return {model.id async for model in client.models.list(limit=PAGE_SIZE)}
+        ids: set[str] = set()
+        after: dict[str, str] = {}
+        while True:
+            response = await client.models.with_raw_response.list(limit=PAGE_SIZE, **after)
+            page = response.http_response.json()
+            ids |= model_ids(page)
+            last = page.get("last_id")
+            if not page.get("has_more") or not isinstance(last, str) or last in after.values():
+                return ids
+            after = {"after_id": last}
 
     @staticmethod
     def _error_code(exc: Any) -> str | None:

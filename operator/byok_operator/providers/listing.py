@@ -21,6 +21,21 @@ DEFAULT_TIMEOUT = 10.0
 POOL_PLACEHOLDER_KEY = "byok-operator-connection-pool"
 
 
+def model_ids(page: object) -> set[str]:
+    """The ids in one page of a models listing (``{"data": [{"id": ...}, ...]}``, both APIs).
+
+    Listings are read through the SDKs' ``with_raw_response``: the SDK still builds the
+    request, authenticates and raises its typed errors, but no model object is built per
+    listed model (that was half the CPU of a listing, and only the ids are used). A page of
+    another shape raises ValueError, reported as an unexpected answer."""
+    data = page.get("data") if isinstance(page, dict) else None
+    if not isinstance(data, list):
+        raise ValueError("the models listing has no 'data' list")
+    return {
+        item["id"] for item in data if isinstance(item, dict) and isinstance(item.get("id"), str)
+    }
+
+
 class SdkModelLister(ABC):
     """Lists models per key over one shared connection pool. Close it with `aclose()`.
 

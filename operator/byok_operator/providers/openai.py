@@ -7,6 +7,7 @@ SDK behaviour this module relies on (openai 3.x, read from its source):
   tenant's key (OpenAI answers 401 mismatched_organization), so they are dropped here.
 - Building a client creates an SSL context (~40 ms of blocking CPU). `OpenAIModelLister`
   therefore keeps one pooled client and derives a cheap per-key copy with `with_options`.
+- `models.list()` is one page (no cursor); its raw answer is read (see `listing.model_ids`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from typing import Any
 import openai as sdk
 
 from byok_operator.api import Provider
-from byok_operator.providers.listing import DEFAULT_TIMEOUT, POOL_PLACEHOLDER_KEY, SdkModelLister
+from byok_operator.providers.listing import (
+    DEFAULT_TIMEOUT,
+    POOL_PLACEHOLDER_KEY,
+    SdkModelLister,
+    model_ids,
+)
 
 
 class OpenAIModelLister(SdkModelLister):
@@ -38,7 +44,8 @@ class OpenAIModelLister(SdkModelLister):
         return client
 
     async def _model_ids(self, client: Any) -> set[str]:
-        return {model.id async for model in client.models.list()}
+        response = await client.models.with_raw_response.list()
+        return model_ids(response.http_response.json())
 
     @staticmethod
     def _error_code(exc: Any) -> str | None:

@@ -129,7 +129,9 @@ class Pass:
 
 class Reconciler:
     """Reconciles tenants one at a time each (a lock per uid), at most
-    ``settings.max_concurrent_reconciles`` at once (sized to what the gateway takes)."""
+    ``settings.max_concurrent_reconciles`` at once. The gateway's own bound is on its requests
+    in flight (``settings.gateway_concurrency``), so passes overlap their provider checks and
+    Kubernetes writes with other passes' gateway calls."""
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
