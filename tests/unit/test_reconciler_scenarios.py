@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from byok_operator.api import AuditAction
 from byok_operator.core.schedule import next_due, seconds_until
 from byok_operator.models import parse_spec
 from byok_operator.tenant.reconciler import Outcome
@@ -136,6 +137,45 @@ async def test_a_gateway_that_lost_everything_is_rebuilt_by_the_sweep(w: World) 
     assert ready(body)["status"] == "True", ready(body)
     assert w.agent_key("team-a", "acme") == agent
     w.check_invariants(own_keys={"acme": {"gpt-4o-mini": OPENAI}})
+
+
+@pytest.mark.parametrize("mode", ["BYOK", "Platform"])
+async def test_a_first_pass_cut_short_is_audited_as_enabled_not_as_repaired(
+    w: World, mode: str
+) -> None:
+    """The first pass records its planned key, then LiteLLM fails before the key exists. The
+    retry creates it: nothing agents held was lost, so the audit trail says the mode was
+    enabled (once), not that the gateway lost a key."""
+    spec = byok_spec() if mode == "BYOK" else {"tenantId": "acme"}
+    async with world() as clean:  # which call of the first pass generates the key
+        clean.key_secret("team-a", "keys", openai=OPENAI)
+        clean.apply("team-a", "acme", spec)
+        await clean.reconcile("team-a", "acme")
+        at = clean.litellm.calls.log.index(("POST", "/key/generate")) + 1
+    w.key_secret("team-a", "keys", openai=OPENAI)
+    w.apply("team-a", "acme", spec)
+    w.litellm.faults.append(Fault(len(w.litellm.calls.log) + at, "before"))
+    first = await w.reconcile("team-a", "acme")
+    assert first.retry_after is not None, "the failed key generation went unnoticed"
+    assert not w.litellm.faults, "the key generation was never attempted"
+    retry = await w.reconcile("team-a", "acme")
+    actions = [a.action for a in first.audits + retry.audits]
+    enabled_action = AuditAction.BYOK_ENABLED if mode == "BYOK" else AuditAction.PLATFORM_ENABLED
+    assert actions.count(enabled_action) == 1, actions
+    assert AuditAction.GATEWAY_REPAIRED not in actions, actions
+    assert ready(w.body("team-a", "acme"))["status"] == "True"
+
+
+async def test_a_key_the_gateway_lost_after_agents_had_it_is_audited_as_repaired(
+    w: World,
+) -> None:
+    """The other side of the rule above: a published key that vanished is a repair."""
+    await enabled(w)
+    w.litellm.keys.clear()
+    w.reconciler.distrust(w.body("team-a", "acme")["metadata"]["uid"])
+    outcome = await w.reconcile("team-a", "acme")
+    actions = [a.action for a in outcome.audits]
+    assert actions == [AuditAction.GATEWAY_REPAIRED], actions
 
 
 def lose_the_encryption_key(w: World) -> None:

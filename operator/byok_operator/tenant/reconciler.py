@@ -496,9 +496,10 @@ class Reconciler:
         await self._tidy(p, before, legacy=False)
 
         audits = problems + changes.audits
-        if lost and serving_byok:
+        handed_byok = _handed_out(p) is Mode.BYOK
+        if lost and handed_byok:
             audits.append(_repaired("the tenant's virtual key"))
-        if not serving_byok:
+        if not handed_byok:
             audits.append(
                 AuditEvent(
                     AuditAction.BYOK_ENABLED, f"BYOK enabled with {fingerprints(committed)}."
@@ -574,7 +575,6 @@ class Reconciler:
         team = platform_team(p.ref.uid, p.label, p.spec, self.deps.settings.platform_models)
         shape = platform_key_shape(team)
         before = record.copy()
-        live = record.state.live()
         changes = self._plan_key(p, shape)
         legacy = _is_legacy(before)
         no_byok_key = not any(k.mode is Mode.BYOK for k in record.state.keys)
@@ -600,9 +600,10 @@ class Reconciler:
         await self._tidy(p, before, legacy)
 
         audits = list(changes.audits)
-        if lost and live is not None and live.mode is Mode.PLATFORM:
+        handed_platform = _handed_out(p) is Mode.PLATFORM
+        if lost and handed_platform:
             audits.append(_repaired("the tenant's virtual key"))
-        if live is None or live.mode is not Mode.PLATFORM:
+        if not handed_platform:
             audits.append(
                 AuditEvent(
                     AuditAction.PLATFORM_ENABLED,
@@ -817,6 +818,15 @@ class Reconciler:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _handed_out(p: Pass) -> Mode | None:
+    """The mode of the virtual key agents were last handed (``status.virtualKey``, which a
+    failed pass leaves as it was), or None when none was ever published. After a pass that
+    failed half-way the record is ahead of the agents: a key it planned but never created is
+    not a key the gateway lost, and the mode it planned is not yet enabled."""
+    token = (p.raw_status.get("virtualKey") or {}).get("tokenHash")
+    return next((k.mode for k in p.start.state.keys if token and k.token == token), None)
 
 
 class _ConcurrentVaultWriter(KubeError):
