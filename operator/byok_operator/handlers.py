@@ -29,7 +29,14 @@ from byok_operator.core.schedule import is_settled, next_due, seconds_until
 from byok_operator.core.vault import TenantRef
 from byok_operator.crypto import VaultConfigError
 from byok_operator.gateway import GatewayError, LiteLLMGateway
-from byok_operator.kube import Kube, KubeError, api_client, load_vault, secret_from_body
+from byok_operator.kube import (
+    Kube,
+    KubeError,
+    http_client,
+    load_configuration,
+    load_vault,
+    secret_from_body,
+)
 from byok_operator.maintenance import Maintenance
 from byok_operator.models import SpecError, parse_spec
 from byok_operator.providers import KeyValidator
@@ -91,7 +98,7 @@ async def startup(
                 "BYOK_PLATFORM_MODELS / BYOK_PLATFORM_CATALOGUE may list only single platform "
                 f"models: {'; '.join(problems)}. Remove those names and start again."
             )
-        kube = Kube(api_client())
+        kube = Kube(http_client(load_configuration()))
         config = await _resolve_cluster_settings(config, kube)
         vault = await load_vault(config, kube)
     except (SettingsError, VaultConfigError) as exc:
@@ -128,6 +135,7 @@ async def startup(
     for warning in await gateway_warnings(gateway):
         logger.warning(warning)
     memo.reconciler = reconciler
+    memo.kube = kube
     memo.settings = config
     memo.tenants = {}  # uid -> Tenant
     memo.uids = {}  # (namespace, name) -> uid, so a Secret event finds its tenants at once
@@ -194,6 +202,8 @@ async def cleanup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
     reconciler: Reconciler | None = memo.get("reconciler")
     if reconciler is not None:
         await reconciler.deps.gateway.aclose()
+    if memo.get("kube") is not None:
+        await memo.kube.aclose()
 
 
 @kopf.index(*TLC)

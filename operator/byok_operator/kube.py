@@ -1,12 +1,16 @@
 """Kubernetes reads and writes the operator makes besides kopf's own (Secrets, resource lookups).
 
-The official client is synchronous; calls run in worker threads so handlers stay async.
-Secret payloads are never logged: errors name the Secret and the status code only.
+The calls go over one ``httpx.AsyncClient`` on the operator's event loop. The official client
+only loads the configuration (in-cluster ServiceAccount or kubeconfig, with every auth form it
+knows: client certificates, tokens, exec plugins), and its token refresh hook runs per request.
+Its synchronous transport is not used: in worker threads it cost more operator CPU than any
+other part of a pass (thread hand-offs, urllib3, model serialization; `make bench`, py-spy)
+and, with more passes in flight than its pool of 10, it kept opening new TLS connections.
 
-Responses are read as plain JSON (``_preload_content=False``), not as the client's models:
-the operator needs a field or two of each, and building models costs more CPU than the call.
-Listings go in pages of LIST_PAGE, so a sweep over 10,000 tenants never holds more than one
-page of the API server's answer at once; the tenant listing asks for metadata only.
+Answers are read as plain JSON: the operator needs a field or two of each. Listings go in pages
+of LIST_PAGE, so a sweep over 10,000 tenants never holds more than one page of the API server's
+answer at once; the tenant listing asks for metadata only. Secret payloads are never logged:
+errors name the Secret and the status code only.
 """
 
 from __future__ import annotations
@@ -14,15 +18,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+import ssl
+from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote
 
+import httpx
 from kubernetes import client
 from kubernetes import config as kube_config
-from kubernetes.client.exceptions import ApiException
 
 from byok_operator import api
 from byok_operator.audit import AuditEvent, log_tenant_audit
@@ -32,15 +38,63 @@ from byok_operator.settings import Settings
 LIST_PAGE = 500  # objects per list call (the API server's own chunking, `limit`/`continue`)
 # The tenant listing of sweeps needs uids only: the API server then sends no spec or status.
 METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+REQUEST_TIMEOUT = 30.0  # seconds per call, as kopf's own (settings.networking.request_timeout)
+
+
+def load_configuration() -> client.Configuration:
+    """In a pod: the ServiceAccount (its token re-read as it rotates); elsewhere: the current
+    kubeconfig context (as kopf does)."""
+    configuration = client.Configuration()
+    try:
+        kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    except kube_config.ConfigException:
+        kube_config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    return configuration
 
 
 def api_client() -> client.ApiClient:
-    """In a pod: the ServiceAccount; elsewhere: the current kubeconfig context (as kopf does)."""
-    try:
-        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except kube_config.ConfigException:
-        kube_config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
+    """The official client, for the few synchronous callers (the Lease of leader election)."""
+    return client.ApiClient(load_configuration())
+
+
+class _ConfigurationAuth(httpx.Auth):
+    """The bearer token of the loaded configuration, asked for per request: its refresh hook
+    re-reads a rotated ServiceAccount token or re-runs an exec plugin when the token expires."""
+
+    def __init__(self, configuration: client.Configuration) -> None:
+        self._configuration = configuration
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self._configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+        if token:
+            request.headers["Authorization"] = token
+        yield request
+
+
+def http_client(
+    configuration: client.Configuration, *, timeout: float = REQUEST_TIMEOUT
+) -> httpx.AsyncClient:
+    """An async client for the API server the configuration names (TLS, client certificate,
+    token). Environment proxies are ignored, as by the official client; a kubeconfig's
+    ``proxy-url`` is honoured."""
+    context = ssl.create_default_context(
+        cafile=configuration.ssl_ca_cert, cadata=configuration.ca_cert_data
+    )
+    if not configuration.verify_ssl:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if configuration.cert_file:
+        context.load_cert_chain(configuration.cert_file, configuration.key_file)
+    return httpx.AsyncClient(
+        base_url=configuration.host,
+        verify=context,
+        auth=_ConfigurationAuth(configuration),
+        timeout=timeout,
+        trust_env=False,
+        proxy=configuration.proxy or None,
+        headers={"User-Agent": api.MANAGER, "Accept": "application/json"},
+    )
 
 
 class KubeError(RuntimeError):
@@ -49,6 +103,16 @@ class KubeError(RuntimeError):
 
 class SecretConflict(KubeError):
     """A create found the Secret already there, or a replace found it changed since read."""
+
+
+class _Refused(Exception):
+    """The API server answered with an error status (turned into a KubeError by the caller,
+    which knows what the call was for)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"HTTP {status} {reason}")
+        self.status = status
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -64,7 +128,7 @@ def _decode(data: Mapping[str, bytes | str] | None) -> dict[str, str]:
     return {k: base64.b64decode(v).decode("utf-8", "replace") for k, v in (data or {}).items()}
 
 
-def _encode(data: Mapping[str, str]) -> dict[str, bytes | str]:
+def _encode(data: Mapping[str, str]) -> dict[str, str]:
     return {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
 
 
@@ -80,44 +144,129 @@ def secret_from_body(body: Mapping[str, Any]) -> SecretData:
     )
 
 
-async def _raw(call: Callable[..., Any], *args: Any, **params: Any) -> dict[str, Any]:
-    """One client call in a worker thread, its answer as the API server's JSON."""
-    response = await asyncio.to_thread(call, *args, _preload_content=False, **params)
-    answer: dict[str, Any] = json.loads(response.data or b"{}")
-    return answer
+def _secret_body(
+    namespace: str,
+    name: str,
+    data: Mapping[str, str],
+    *,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    resource_version: str | None = None,
+    owner: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": dict(labels),
+        "annotations": dict(annotations),
+    }
+    if resource_version is not None:
+        meta["resourceVersion"] = resource_version
+    if owner:
+        meta["ownerReferences"] = [_camel(owner)]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta,
+        "type": "Opaque",
+        "data": _encode(data),
+    }
 
 
-async def _pages(
-    call: Callable[..., Any], *args: Any, **params: Any
-) -> AsyncIterator[list[dict[str, Any]]]:
-    """The items of a listing, a page at a time. An expired continue token (410, after minutes)
-    fails the listing as ApiException; its caller's next pass lists afresh."""
-    token: str | None = None
-    while True:
-        answer = await _raw(call, *args, limit=LIST_PAGE, _continue=token, **params)
-        yield answer.get("items") or []
-        token = (answer.get("metadata") or {}).get("continue")
-        if not token:
-            return
+def _camel(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """snake_case keyword names (as the official client's models take them) -> the API's JSON."""
+    return {
+        name.split("_")[0] + "".join(part.title() for part in name.split("_")[1:]): value
+        for name, value in fields.items()
+    }
 
 
-def _explain(action: str, exc: ApiException) -> KubeError:
+def _explain(action: str, exc: _Refused) -> KubeError:
     hint = {
         403: "grant the operator's ServiceAccount this permission (see charts/byok-operator RBAC)",
         422: "the object was rejected as invalid",
-    }.get(exc.status or 0, "retrying")
+    }.get(exc.status, "retrying")
     return KubeError(f"{action} failed with HTTP {exc.status} {exc.reason}: {hint}")
 
 
+def _secrets(namespace: str, name: str = "") -> str:
+    path = f"/api/v1/namespaces/{quote(namespace, safe='')}/secrets"
+    return f"{path}/{quote(name, safe='')}" if name else path
+
+
+def _tenants(namespace: str | None = None, name: str = "") -> str:
+    if namespace is None:
+        return f"/apis/{api.GROUP}/{api.VERSION}/{api.PLURAL}"
+    path = f"/apis/{api.GROUP}/{api.VERSION}/namespaces/{quote(namespace, safe='')}/{api.PLURAL}"
+    return f"{path}/{quote(name, safe='')}" if name else path
+
+
 class Kube:
-    def __init__(self, api_client: client.ApiClient) -> None:
-        self._core = client.CoreV1Api(api_client)
-        self._custom = client.CustomObjectsApi(api_client)
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    @classmethod
+    def from_kubeconfig(cls, path: Path | str) -> Kube:
+        """For tools and tests: the current context of one kubeconfig file."""
+        configuration = client.Configuration()
+        kube_config.load_kube_config(config_file=str(path), client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return cls(http_client(configuration))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        body: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """One call; its answer as the API server's JSON. Raises _Refused for an error status,
+        KubeError when the API server cannot be reached."""
+        sent = (
+            {"Content-Type": "application/json", **(headers or {})} if body is not None else headers
+        )
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                params=params,
+                content=json.dumps(body).encode() if body is not None else None,
+                headers=sent,
+            )
+        except httpx.HTTPError as exc:
+            raise KubeError(
+                f"{method} {path} failed: cannot reach the Kubernetes API server "
+                f"({type(exc).__name__}); retrying"
+            ) from None
+        if response.is_error:
+            raise _Refused(response.status_code, response.reason_phrase)
+        answer: dict[str, Any] = response.json() if response.content else {}
+        return answer
+
+    async def _pages(
+        self, path: str, *, params: Mapping[str, str] | None = None, **options: Any
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The items of a listing, a page at a time. An expired continue token (410, after
+        minutes) fails the listing; its caller's next pass lists afresh."""
+        token: str | None = None
+        while True:
+            query: dict[str, str | int] = {**(params or {}), "limit": LIST_PAGE}
+            if token:
+                query["continue"] = token
+            answer = await self._call("GET", path, params=query, **options)
+            yield answer.get("items") or []
+            token = (answer.get("metadata") or {}).get("continue")
+            if not token:
+                return
 
     async def read_secret(self, namespace: str, name: str) -> SecretData | None:
         try:
-            obj = await _raw(self._core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
+            obj = await self._call("GET", _secrets(namespace, name))
+        except _Refused as exc:
             if exc.status == 404:
                 return None
             raise _explain(f"reading Secret {namespace}/{name}", exc) from None
@@ -126,8 +275,8 @@ class Kube:
     async def namespace_uid(self, name: str) -> str | None:
         """The namespace's uid; None when it does not exist."""
         try:
-            obj = await _raw(self._core.read_namespace, name)
-        except ApiException as exc:
+            obj = await self._call("GET", f"/api/v1/namespaces/{quote(name, safe='')}")
+        except _Refused as exc:
             if exc.status == 404:
                 return None
             raise _explain(f"reading Namespace {name}", exc) from None
@@ -137,11 +286,11 @@ class Kube:
     async def list_secrets(self, namespace: str, label_selector: str) -> list[SecretData]:
         found: list[SecretData] = []
         try:
-            async for page in _pages(
-                self._core.list_namespaced_secret, namespace, label_selector=label_selector
+            async for page in self._pages(
+                _secrets(namespace), params={"labelSelector": label_selector}
             ):
                 found.extend(secret_from_body(item) for item in page)
-        except ApiException as exc:
+        except _Refused as exc:
             raise _explain(f"listing Secrets in {namespace}", exc) from None
         return found
 
@@ -153,35 +302,27 @@ class Kube:
         *,
         labels: Mapping[str, str],
         annotations: Mapping[str, str] | None = None,
-        owner: Mapping[str, Any] | None = None,  # V1OwnerReference keyword arguments
+        owner: Mapping[str, Any] | None = None,  # ownerReference fields, snake_case
         exists: bool = False,
     ) -> None:
         """Create or replace a Secret with exactly ``data``: one call when the caller knows
         whether it ``exists`` (a create that finds one, or a replace that finds none, falls
         back to the other)."""
-        body = client.V1Secret(
-            metadata=client.V1ObjectMeta(
-                name=name,
-                namespace=namespace,
-                labels=dict(labels),
-                annotations=dict(annotations or {}),
-                owner_references=[client.V1OwnerReference(**owner)] if owner else None,
-            ),
-            type="Opaque",
-            data=_encode(data),
+        body = _secret_body(
+            namespace, name, data, labels=labels, annotations=annotations or {}, owner=owner
         )
-        create = (self._core.create_namespaced_secret, (namespace, body), 409)
-        replace = (self._core.replace_namespaced_secret, (name, namespace, body), 404)
+        create = ("POST", _secrets(namespace), 409)
+        replace = ("PUT", _secrets(namespace, name), 404)
         first, then = (replace, create) if exists else (create, replace)
         try:
-            await _raw(first[0], *first[1])
+            await self._call(first[0], first[1], body=body)
             return
-        except ApiException as exc:
+        except _Refused as exc:
             if exc.status != first[2]:
                 raise _explain(f"writing Secret {namespace}/{name}", exc) from None
         try:
-            await _raw(then[0], *then[1])
-        except ApiException as exc:
+            await self._call(then[0], then[1], body=body)
+        except _Refused as exc:
             raise _explain(f"writing Secret {namespace}/{name}", exc) from None
 
     async def put_secret(
@@ -196,23 +337,20 @@ class Kube:
     ) -> str:
         """Create the Secret (``resource_version`` None) or replace exactly that version;
         returns the new resourceVersion. Either way one call; SecretConflict otherwise."""
-        body = client.V1Secret(
-            metadata=client.V1ObjectMeta(
-                name=name,
-                namespace=namespace,
-                labels=dict(labels),
-                annotations=dict(annotations),
-                resource_version=resource_version,
-            ),
-            type="Opaque",
-            data=_encode(data),
+        body = _secret_body(
+            namespace,
+            name,
+            data,
+            labels=labels,
+            annotations=annotations,
+            resource_version=resource_version,
         )
         try:
             if resource_version is None:
-                obj = await _raw(self._core.create_namespaced_secret, namespace, body)
+                obj = await self._call("POST", _secrets(namespace), body=body)
             else:
-                obj = await _raw(self._core.replace_namespaced_secret, name, namespace, body)
-        except ApiException as exc:
+                obj = await self._call("PUT", _secrets(namespace, name), body=body)
+        except _Refused as exc:
             if exc.status == 409:
                 raise SecretConflict(f"Secret {namespace}/{name} changed meanwhile") from None
             if exc.status == 404 and resource_version is not None:
@@ -225,31 +363,34 @@ class Kube:
     ) -> None:
         """A core/v1 Event on a TenantLLMConfig, for passes that run outside kopf's handlers
         (kopf's own poster only works inside them). ``ref``: namespace, name, uid."""
-        now = datetime.now(UTC)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(
-                generate_name=f"{ref['name']}.", namespace=ref["namespace"]
-            ),
-            involved_object=client.V1ObjectReference(
-                api_version=api.API_VERSION,
-                kind=api.KIND,
-                name=ref["name"],
-                namespace=ref["namespace"],
-                uid=ref["uid"],
-            ),
-            reason=reason,
-            message=message[:1024],
-            type=type,
-            count=1,
-            first_timestamp=now,
-            last_timestamp=now,
-            source=client.V1EventSource(component=api.MANAGER),
-            reporting_component=api.MANAGER,
-        )
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        namespace = ref["namespace"]
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{ref['name']}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": api.API_VERSION,
+                "kind": api.KIND,
+                "name": ref["name"],
+                "namespace": namespace,
+                "uid": ref["uid"],
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type,
+            "count": 1,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "source": {"component": api.MANAGER},
+            "reportingComponent": api.MANAGER,
+        }
         try:
-            await _raw(self._core.create_namespaced_event, ref["namespace"], event)
-        except ApiException as exc:
-            raise _explain(f"posting an Event on {ref['namespace']}/{ref['name']}", exc) from None
+            await self._call(
+                "POST", f"/api/v1/namespaces/{quote(namespace, safe='')}/events", body=event
+            )
+        except _Refused as exc:
+            raise _explain(f"posting an Event on {namespace}/{ref['name']}", exc) from None
 
     async def post_audit(
         self, body: Mapping[str, Any], event: AuditEvent, *, actor: str | None
@@ -268,23 +409,20 @@ class Kube:
     ) -> None:
         """A merge patch of a TenantLLMConfig's status (for passes kopf did not start)."""
         try:
-            await _raw(
-                self._custom.patch_namespaced_custom_object_status,
-                api.GROUP,
-                api.VERSION,
-                namespace,
-                api.PLURAL,
-                name,
-                {"status": dict(status)},
+            await self._call(
+                "PATCH",
+                f"{_tenants(namespace, name)}/status",
+                body={"status": dict(status)},
+                headers=MERGE_PATCH,
             )
-        except ApiException as exc:
+        except _Refused as exc:
             if exc.status != 404:
                 raise _explain(f"writing the status of {namespace}/{name}", exc) from None
 
     async def delete_secret(self, namespace: str, name: str) -> bool:
         try:
-            await _raw(self._core.delete_namespaced_secret, name, namespace)
-        except ApiException as exc:
+            await self._call("DELETE", _secrets(namespace, name))
+        except _Refused as exc:
             if exc.status == 404:
                 return False
             raise _explain(f"deleting Secret {namespace}/{name}", exc) from None
@@ -295,15 +433,9 @@ class Kube:
         a page at a time, so 10,000 tenants cost a few MiB here, not their whole objects."""
         uids: set[str] = set()
         try:
-            async for page in _pages(
-                self._custom.list_cluster_custom_object,
-                api.GROUP,
-                api.VERSION,
-                api.PLURAL,
-                _headers=dict(METADATA_ONLY),
-            ):
+            async for page in self._pages(_tenants(), headers=METADATA_ONLY):
                 uids.update(item["metadata"]["uid"] for item in page)
-        except ApiException as exc:
+        except _Refused as exc:
             raise _explain("listing TenantLLMConfigs", exc) from None
         return uids
 
@@ -312,16 +444,8 @@ class Kube:
     ) -> None:
         patch = {"metadata": {"annotations": dict(annotations)}}
         try:
-            await _raw(
-                self._custom.patch_namespaced_custom_object,
-                api.GROUP,
-                api.VERSION,
-                namespace,
-                api.PLURAL,
-                name,
-                patch,
-            )
-        except ApiException as exc:
+            await self._call("PATCH", _tenants(namespace, name), body=patch, headers=MERGE_PATCH)
+        except _Refused as exc:
             if exc.status != 404:
                 raise _explain(f"annotating TenantLLMConfig {namespace}/{name}", exc) from None
 

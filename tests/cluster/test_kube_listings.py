@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
-from kubernetes import config as k8s_config
 
 from byok_dev.cluster import Cluster
 from byok_dev.tenants import tenant_manifest
-from byok_operator import api, kube
+from byok_operator import kube
 from byok_operator.kube import Kube
 
 pytestmark = pytest.mark.cluster
@@ -23,11 +22,11 @@ PLATFORM = {"mode": "Platform", "platform": {"budget": {"maxUSD": "5", "period":
 @pytest_asyncio.fixture(loop_scope="function")
 async def operator_kube(cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Kube]:
     monkeypatch.setattr(kube, "LIST_PAGE", 2)
-    client = k8s_config.new_client_from_config(str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+    operator_kube = Kube.from_kubeconfig(cluster.kubeconfig)
     try:
-        yield Kube(client)
+        yield operator_kube
     finally:
-        client.close()
+        await operator_kube.aclose()
 
 
 async def test_secrets_are_listed_across_pages(operator_kube: Kube, namespace: str) -> None:
@@ -51,14 +50,7 @@ async def test_tenant_uids_come_from_a_paged_metadata_only_listing(
 
     pages = [
         page
-        async for page in kube._pages(
-            operator_kube._custom.list_namespaced_custom_object,
-            api.GROUP,
-            api.VERSION,
-            namespace,
-            api.PLURAL,
-            _headers=dict(kube.METADATA_ONLY),
-        )
+        async for page in operator_kube._pages(kube._tenants(namespace), headers=kube.METADATA_ONLY)
     ]
     assert [len(page) for page in pages] == [2, 1]
     assert all("spec" not in item and item["metadata"]["uid"] in mine for p in pages for item in p)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
-from kubernetes import config as k8s_config
 
 from byok_operator.kube import Kube, SecretConflict
 from byok_operator.ports import Cluster
@@ -35,11 +34,11 @@ async def side(request: pytest.FixtureRequest) -> AsyncIterator[Side]:
         return
     cluster = request.getfixturevalue("cluster")
     namespace = request.getfixturevalue("namespace")
-    client = k8s_config.new_client_from_config(str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+    kube = Kube.from_kubeconfig(cluster.kubeconfig)
     try:
-        yield Side(Kube(client), namespace)
+        yield Side(kube, namespace)
     finally:
-        client.close()
+        await kube.aclose()
 
 
 LABELS = {"app": "byok", "tier": "vault"}
