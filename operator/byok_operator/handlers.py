@@ -32,7 +32,6 @@ from byok_operator.gateway import GatewayError, LiteLLMGateway
 from byok_operator.kube import (
     Kube,
     KubeError,
-    http_client,
     load_configuration,
     load_vault,
     secret_from_body,
@@ -98,7 +97,7 @@ async def startup(
                 "BYOK_PLATFORM_MODELS / BYOK_PLATFORM_CATALOGUE may list only single platform "
                 f"models: {'; '.join(problems)}. Remove those names and start again."
             )
-        kube = Kube(http_client(load_configuration()))
+        kube = Kube(load_configuration())
         config = await _resolve_cluster_settings(config, kube)
         vault = await load_vault(config, kube)
     except (SettingsError, VaultConfigError) as exc:

@@ -8,10 +8,9 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
-import httpx
 from pydantic import (
     BaseModel,
     SecretStr,
@@ -51,6 +50,16 @@ from byok_operator.gateway.models import (
     _WireTeam,
     _WireTeamPage,
 )
+from byok_operator.gateway.transport import (
+    AiohttpTransport,
+    Answer,
+    HttpxTransport,
+    Transport,
+    Unreachable,
+)
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +113,7 @@ def _describe_detail(detail: object) -> str:
     return "no details"
 
 
-def _litellm_message(response: httpx.Response) -> tuple[str, str | None, str | None]:
+def _litellm_message(response: Answer) -> tuple[str, str | None, str | None]:
     """LiteLLM's error message, type and param from an error response."""
     try:
         data = response.json()
@@ -131,7 +140,7 @@ def _litellm_message(response: httpx.Response) -> tuple[str, str | None, str | N
     return "unexpected error body", None, None
 
 
-def _team_missing(response: httpx.Response) -> bool:
+def _team_missing(response: Answer) -> bool:
     """LiteLLM's answer for a team that does not exist: 404, or a 400 that says so."""
     message = _litellm_message(response)[0].lower()
     return response.status_code == 404 or "not found" in message or "doesn't exist" in message
@@ -157,7 +166,7 @@ class LiteLLMGateway:
         master_key: str,
         *,
         timeout: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,  # tests: the in-memory double
         max_model_writes: int = 2,
         max_in_flight: int = 16,
     ) -> None:
@@ -175,19 +184,18 @@ class LiteLLMGateway:
         # holds a slot for one request at a time, so its other work overlaps others' requests.
         self._in_flight = asyncio.Semaphore(max_in_flight)
         self._master_key = master_key
-        self._client = httpx.AsyncClient(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {master_key}"},
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
+        headers = {"Authorization": f"Bearer {master_key}"}
+        self._transport: Transport = (
+            AiohttpTransport(base_url, headers, timeout=timeout)
+            if transport is None
+            else HttpxTransport(base_url, headers, timeout=timeout, transport=transport)
         )
 
     def __repr__(self) -> str:
         return f"LiteLLMGateway({self._url!r})"
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -228,7 +236,7 @@ class LiteLLMGateway:
         api_key: str,
         *,
         accept: Sequence[int],
-    ) -> httpx.Response:
+    ) -> Answer:
         create = {
             "credential_name": name,
             "credential_values": dict(values),
@@ -809,13 +817,13 @@ class LiteLLMGateway:
         body: Mapping[str, Any] | None = None,
         secrets: Sequence[str] = (),
         accept: Sequence[int] = (),
-    ) -> httpx.Response:
+    ) -> Answer:
         """One HTTP call. Success and ``accept`` statuses are returned; the rest raise."""
         async with self._in_flight:
             started = time.monotonic()
             try:
-                response = await self._client.request(method, path, params=params, json=body)
-            except httpx.HTTPError as exc:
+                response = await self._transport.request(method, path, params=params, body=body)
+            except Unreachable as exc:
                 metrics.observe_gateway(method, path, 0, time.monotonic() - started)
                 raise self._unreachable(exc, action, secrets) from None
         metrics.observe_gateway(method, path, response.status_code, time.monotonic() - started)
@@ -824,10 +832,8 @@ class LiteLLMGateway:
             return response
         raise self._error(response, action, secrets)
 
-    def _unreachable(
-        self, exc: httpx.HTTPError, action: str, secrets: Sequence[str]
-    ) -> GatewayError:
-        if isinstance(exc, httpx.TimeoutException):
+    def _unreachable(self, exc: Unreachable, action: str, secrets: Sequence[str]) -> GatewayError:
+        if exc.timed_out:
             return GatewayError(
                 f"LiteLLM {action} failed: no answer from {self._url} within {self._timeout}s; "
                 "will retry",
@@ -836,12 +842,12 @@ class LiteLLMGateway:
         detail = redact(str(exc), (*secrets, self._master_key))
         return GatewayError(
             f"LiteLLM {action} failed: cannot reach {self._url} "
-            f"({type(exc).__name__}: {detail or 'no details'}); check LITELLM_URL and that "
+            f"({detail or 'no details'}); check LITELLM_URL and that "
             "the proxy is running",
             retryable=True,
         )
 
-    def _error(self, response: httpx.Response, action: str, secrets: Sequence[str]) -> GatewayError:
+    def _error(self, response: Answer, action: str, secrets: Sequence[str]) -> GatewayError:
         status = response.status_code
         message, kind, _ = _litellm_message(response)
         message = redact(message, (*secrets, self._master_key))[:MAX_MESSAGE_CHARS]
@@ -852,13 +858,13 @@ class LiteLLMGateway:
             error_type=kind,
         )
 
-    def _json(self, response: httpx.Response, action: str) -> Any:
+    def _json(self, response: Answer, action: str) -> Any:
         try:
             return response.json()
         except ValueError:
             raise self._shape_error(action) from None
 
-    def _parse(self, response: httpx.Response, model: type[_M], action: str) -> _M:
+    def _parse(self, response: Answer, model: type[_M], action: str) -> _M:
         return self._validate(self._json(response, action), model, action)
 
     def _validate(self, data: object, model: type[_M], action: str) -> _M:
