@@ -44,6 +44,8 @@ logger = logging.getLogger("byok_operator.maintenance")
 
 KnownTenants = Callable[[], Mapping[str, Mapping[str, Any]]]
 SWEEP_REQUESTS_PER_MINUTE = 100
+# A sweep waits at most this many intervals for a backlog of passes to drain (see run_forever).
+MAX_SWEEP_DEFERRAL = 10
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,14 @@ class Maintenance:
     async def run_forever(self, interval: float) -> None:
         """Sweep every ``interval`` seconds, or less often when the gateway is large: a sweep
         lists keys and teams in pages of 100, and is spaced so that sweeping stays under
-        SWEEP_REQUESTS_PER_MINUTE calls to LiteLLM (10,000 tenants: one sweep every ~2 min)."""
+        SWEEP_REQUESTS_PER_MINUTE calls to LiteLLM (10,000 tenants: one sweep every ~2 min).
+
+        While passes queue up for the gateway (a wave of new or changed tenants), a sweep waits
+        for them, up to MAX_SWEEP_DEFERRAL intervals: its listings would take LiteLLM time
+        the wave needs (at 10,000 tenants a sweep is ~250 listing pages), and what it repairs
+        -- drift, orphans, spend -- can wait minutes, while each new tenant waits for the wave."""
         while True:
+            await self._wait_for_backlog(interval)
             pause = interval
             try:
                 report = await self.run_once()
@@ -104,6 +112,19 @@ class Maintenance:
             except Exception as exc:  # the loop outlives any one gateway or API server hiccup
                 logger.warning("Maintenance pass failed, retrying in %.0fs: %s", interval, exc)
             await asyncio.sleep(pause)
+
+    async def _wait_for_backlog(self, interval: float) -> None:
+        waited = 0.0
+        step = min(interval, 5.0)
+        while sweep_deferred(self.reconciler.backlog, self.busy_above, waited, interval):
+            await asyncio.sleep(step)
+            waited += step
+
+    @property
+    def busy_above(self) -> int:
+        """More passes than this, running or waiting, is a backlog: twice what the gateway
+        serves at once (BYOK_GATEWAY_CONCURRENCY)."""
+        return 2 * self.deps.settings.gateway_concurrency
 
     async def run_once(self) -> SweepReport:
         await self.reload_encryption_keys()
@@ -374,6 +395,12 @@ class Maintenance:
     async def _vault_secrets(self) -> list[SecretData]:
         selector = f"{api.MANAGED_BY_LABEL}={api.MANAGER},{api.TENANT_UID_LABEL}"
         return await self.deps.kube.list_secrets(self.deps.settings.operator_namespace, selector)
+
+
+def sweep_deferred(backlog: int, busy_above: int, waited: float, interval: float) -> bool:
+    """Whether a due sweep waits longer: only behind a backlog of passes, and never more than
+    MAX_SWEEP_DEFERRAL intervals in a row (so a gateway that stays busy is still swept)."""
+    return backlog > busy_above and waited < MAX_SWEEP_DEFERRAL * interval
 
 
 def _vault_tokens(vaults: list[SecretData]) -> dict[str, set[str]]:

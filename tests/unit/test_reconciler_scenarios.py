@@ -7,7 +7,9 @@ seconds, not as a slow end-to-end failure."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 
 from byok_operator.api import AuditAction
 from byok_operator.core.schedule import next_due, seconds_until
+from byok_operator.maintenance import MAX_SWEEP_DEFERRAL, sweep_deferred
 from byok_operator.models import parse_spec
 from byok_operator.tenant.reconciler import Outcome
 from doubles.litellm_admin import Fault
@@ -356,3 +359,47 @@ async def test_a_crash_at_any_gateway_call_heals_on_the_retry(story: str) -> Non
                     w.check_invariants(own_keys={"acme": reaches} if reaches else {})
                 except AssertionError as exc:
                     raise AssertionError(f"{where}: {exc}") from None
+
+
+def test_a_sweep_waits_only_behind_a_backlog_and_only_so_long() -> None:
+    assert not sweep_deferred(backlog=32, busy_above=32, waited=0, interval=60)
+    assert sweep_deferred(backlog=33, busy_above=32, waited=0, interval=60)
+    assert sweep_deferred(backlog=500, busy_above=32, waited=599, interval=60)
+    assert not sweep_deferred(backlog=500, busy_above=32, waited=600, interval=60)
+
+
+async def test_a_sweep_behind_a_backlog_runs_once_its_deferral_is_used_up(w: World) -> None:
+    """A wave of passes holds the sweep back, but never for more than its bound: the gateway
+    is still swept while it stays busy."""
+    await enabled(w)
+    w.reconciler.backlog = 10_000
+    interval = 0.02
+    listings = w.litellm.calls.count("GET", "/key/list")
+    started = time.monotonic()
+    task = asyncio.create_task(w.maintenance.run_forever(interval))
+    try:
+        async with asyncio.timeout(10):
+            # The double's call log has no event to await: poll it, under the deadline.
+            while w.litellm.calls.count("GET", "/key/list") == listings:  # noqa: ASYNC110
+                await asyncio.sleep(0.005)
+    finally:
+        task.cancel()
+    assert time.monotonic() - started >= MAX_SWEEP_DEFERRAL * interval * 0.99
+    assert w.reconciler.backlog == 10_000, "the sweep itself is not a pass"
+
+
+async def test_the_backlog_counts_passes_in_flight_and_returns_to_zero(w: World) -> None:
+    w.key_secret("team-a", "keys", openai=OPENAI)
+    w.apply("team-a", "acme", byok_spec())
+    seen: list[int] = []
+    original = w.reconciler.reconcile
+
+    async def spy(*args: Any, **kwargs: Any) -> Outcome:
+        await asyncio.sleep(0)  # the second pass starts and waits for the tenant's lock
+        seen.append(w.reconciler.backlog)
+        return await original(*args, **kwargs)
+
+    w.reconciler.reconcile = spy  # type: ignore[method-assign]
+    await asyncio.gather(w.reconcile("team-a", "acme"), w.reconcile("team-a", "acme"))
+    assert max(seen) == 2, seen
+    assert w.reconciler.backlog == 0

@@ -146,6 +146,7 @@ class Reconciler:
         self._limit = asyncio.Semaphore(settings.max_concurrent_reconciles)
         self._distrust: dict[str, list[str]] = {}  # uid -> what the sweep found missing
         self._failures: dict[str, int] = {}  # uid -> failed passes in a row (for the backoff)
+        self.backlog = 0  # passes running or waiting for a slot
 
     @property
     def vault(self) -> Vault:
@@ -181,19 +182,23 @@ class Reconciler:
         raw_status: Mapping[str, Any],
         rotate_request: str | None = None,
     ) -> Outcome:
-        async with self._limit, self.lock(ref.uid):
-            try:
-                outcome = await self.reconcile(ref, raw_spec, raw_status, rotate_request)
-            except VaultConflict:
-                # Another writer (or a hand edit, or a crashed pass) changed the vault: start
-                # again from what it holds now; reading it is the pass's own first step, so an
-                # unreadable one ends in the failure exit like any other.
-                self.store.forget(ref.uid)
-                outcome = await self.reconcile(
-                    ref, raw_spec, raw_status, rotate_request, reread=True
-                )
-            finally:
-                self.finished[ref.uid] = time.monotonic()
+        self.backlog += 1
+        try:
+            async with self._limit, self.lock(ref.uid):
+                try:
+                    outcome = await self.reconcile(ref, raw_spec, raw_status, rotate_request)
+                except VaultConflict:
+                    # Another writer (or a hand edit, or a crashed pass) changed the vault:
+                    # start again from what it holds now; reading it is the pass's own first
+                    # step, so an unreadable one ends in the failure exit like any other.
+                    self.store.forget(ref.uid)
+                    outcome = await self.reconcile(
+                        ref, raw_spec, raw_status, rotate_request, reread=True
+                    )
+                finally:
+                    self.finished[ref.uid] = time.monotonic()
+        finally:
+            self.backlog -= 1
         return self._back_off(ref.uid, outcome)
 
     def _back_off(self, uid: str, outcome: Outcome) -> Outcome:
