@@ -514,3 +514,17 @@ def test_a_settled_loser_of_a_tenant_id_is_named_until_its_status_says_so() -> N
     unprovisioned = claim("u-3", "2026-03-01T00:00:00Z", key=False)
     assert unflagged_losers("acme", [older, unprovisioned]) == [], "its own first pass refuses it"
     assert unflagged_losers("other", [older, newer]) == []
+
+
+def test_bookkeeping_success_lines_are_quiet_and_everything_else_logs() -> None:
+    import logging
+
+    from byok_operator.cli.main import _quiet_bookkeeping
+
+    def record(message: str, level: int = logging.INFO) -> logging.LogRecord:
+        return logging.LogRecord("kopf.objects", level, __file__, 1, message, None, None)
+
+    assert not _quiet_bookkeeping(record("Handler 'remember' succeeded."))
+    assert not _quiet_bookkeeping(record("Handler 'credentials_changed' succeeded."))
+    assert _quiet_bookkeeping(record("Handler 'reconcile' succeeded."))
+    assert _quiet_bookkeeping(record("Handler 'remember' failed with an exception.", 40))
