@@ -241,8 +241,9 @@ class Kube:
                 content = await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(
-                f"{method} {path} failed: cannot reach the Kubernetes API server "
-                f"({type(exc).__name__}); retrying"
+                f"{method} {path} failed: no answer from the Kubernetes API server "
+                f"({type(exc).__name__}); retrying. If it persists, check that the API server "
+                "is up and reachable from the operator (its kubeconfig or in-cluster address)."
             ) from None
         if response.status >= 400:
             raise _Refused(response.status, response.reason or "")

@@ -528,3 +528,23 @@ def test_bookkeeping_success_lines_are_quiet_and_everything_else_logs() -> None:
     assert not _quiet_bookkeeping(record("Handler 'credentials_changed' succeeded."))
     assert _quiet_bookkeeping(record("Handler 'reconcile' succeeded."))
     assert _quiet_bookkeeping(record("Handler 'remember' failed with an exception.", 40))
+
+
+async def test_an_api_server_that_does_not_answer_is_a_kube_error_that_says_what_to_check() -> None:
+    import socket
+
+    from kubernetes import client
+
+    from byok_operator.kube import Kube, KubeError
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    configuration = client.Configuration(host=f"https://127.0.0.1:{port}")
+    kube = Kube(configuration, timeout=5)
+    try:
+        with pytest.raises(KubeError, match="no answer from the Kubernetes API server") as info:
+            await kube.read_secret("ns", "s")
+    finally:
+        await kube.aclose()
+    assert "reachable from the operator" in str(info.value)
