@@ -1,9 +1,9 @@
 """How the admin client's requests reach LiteLLM: aiohttp in production, an httpx transport
 for tests (the in-memory double is an ``httpx.MockTransport``).
 
-aiohttp is kopf's own HTTP client, so it costs no import. Per admin call it spends about a
-tenth of httpx's CPU (`hack/gateway_call_cpu.py`; `hack/kube_call_cpu.py` measures the same for
-the API server), and LiteLLM calls were the largest share of the operator's CPU per tenant
+aiohttp is kopf's own HTTP client, so it costs no import. Per admin call it spends a third or
+less of httpx's CPU (`hack/gateway_call_cpu.py`: 1.06 against 3.61 CPU-ms on a busy machine;
+`hack/kube_call_cpu.py` measures the same for the API server), and LiteLLM calls were the largest share of the operator's CPU per tenant
 after kopf itself (py-spy, GIL samples, `make bench`).
 """
 
