@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What the operator keeps in memory per tenant for its remembered view (``memo.tenants``).
+"""What the operator keeps in memory per tenant for its remembered view (``TenantBook``).
 
 Reads TenantLLMConfigs as the API server sends them (``kubectl get tlc -A -o json`` or one
 object), decodes each one N times afresh as the watch does, keeps what the ``remember``
@@ -24,7 +24,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from byok_operator.handlers import _slim
+from byok_operator.tenant.book import slim
 
 
 def _bodies(path: Path) -> list[str]:
@@ -42,7 +42,7 @@ def held_per_tenant(texts: list[str], tenants: int) -> float:
     kept: list[Any] = []
     for i in range(tenants):
         event = json.loads(texts[i % len(texts)])  # a fresh decode per event, like the watch
-        kept.append(_slim(event))
+        kept.append(slim(event))
         del event
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before

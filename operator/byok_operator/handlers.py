@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,11 +18,7 @@ import kopf
 
 from byok_operator import api, metrics
 from byok_operator.audit import AuditEvent, log_tenant_audit
-from byok_operator.core.boundaries import (
-    platform_model_problems,
-    tenant_id_of,
-    unflagged_losers,
-)
+from byok_operator.core.boundaries import platform_model_problems
 from byok_operator.core.schedule import is_settled, next_due, seconds_until
 from byok_operator.core.vault import TenantRef
 from byok_operator.crypto import VaultConfigError
@@ -42,6 +36,7 @@ from byok_operator.providers import KeyValidator
 from byok_operator.scheduler import Scheduler
 from byok_operator.settings import Settings, SettingsError
 from byok_operator.tenant import Deps, Outcome, Reconciler
+from byok_operator.tenant.book import Tenant, TenantBook, tenant_ref
 from byok_operator.tenant.checks import key_changed
 from byok_operator.tenant.provisioning import gateway_warnings
 
@@ -52,17 +47,6 @@ SHUTDOWN_GRACE = 20.0  # seconds; the chart's terminationGracePeriodSeconds leav
 
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Tenant:
-    """What the watch last showed of one TenantLLMConfig (kept for passes kopf does not start)."""
-
-    body: dict[str, Any]
-
-    @property
-    def ref(self) -> TenantRef:
-        return _ref(self.body)
 
 
 @kopf.on.startup()
@@ -102,9 +86,9 @@ async def startup(
         vault = await load_vault(config, kube)
     except (SettingsError, VaultConfigError) as exc:
         raise kopf.PermanentError(f"byok-operator cannot start: {exc}") from None
-    settings.batching.worker_limit = 2 * config.max_concurrent_reconciles
+    settings.queueing.worker_limit = 2 * config.max_concurrent_reconciles
     # At a stop (SIGTERM, a lost Lease) a pass in flight may finish (kopf's default: 2 s).
-    settings.batching.exit_timeout = SHUTDOWN_GRACE
+    settings.queueing.exit_timeout = SHUTDOWN_GRACE
     gateway = LiteLLMGateway(
         config.litellm_url,
         config.litellm_master_key,
@@ -124,11 +108,7 @@ async def startup(
                 max_concurrency=config.validation_concurrency,
             ),
             vault=vault,
-            claims=lambda tenant_id: [
-                memo.tenants[uid].body
-                for uid in memo.claims.get(tenant_id, ())
-                if uid in memo.tenants
-            ],
+            claims=lambda tenant_id: memo.book.claimants(tenant_id),
         )
     )
     for warning in await gateway_warnings(gateway):
@@ -136,11 +116,9 @@ async def startup(
     memo.reconciler = reconciler
     memo.kube = kube
     memo.settings = config
-    memo.tenants = {}  # uid -> Tenant
-    memo.uids = {}  # (namespace, name) -> uid, so a Secret event finds its tenants at once
-    memo.claims = {}  # tenant id -> uids claiming it (tenant ids are unique: one, mostly)
+    memo.book = TenantBook()
     memo.scheduler = Scheduler(lambda uid: _scheduled_pass(memo, uid))
-    memo.collector = metrics.TenantCollector(lambda: [t.body for t in list(memo.tenants.values())])
+    memo.collector = metrics.TenantCollector(lambda: [t.body for t in memo.book])
     metrics.REGISTRY.register(memo.collector)
     memo.tasks = [
         asyncio.create_task(memo.scheduler.run_forever(), name="byok-scheduler"),
@@ -205,97 +183,14 @@ async def cleanup(memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         await memo.kube.aclose()
 
 
-@kopf.index(*TLC)
-async def tenants_by_secret(
-    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-) -> dict[tuple[str | None, str], str]:
-    """(namespace, Secret name) -> TenantLLMConfig names that reference it. Async although it
-    awaits nothing: kopf runs a sync handler in a worker thread, a hand-off on every event of
-    every tenant for a few dict operations."""
-    providers = spec.get("providers") or {}
-    refs = {
-        (namespace, p["secretRef"]["name"]) for p in providers.values() if p and p.get("secretRef")
-    }
-    return {ref: name for ref in refs}
-
-
 @kopf.on.event(*TLC)
 async def remember(body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """Keep the latest view of each tenant for scheduled passes and the sweep (no API calls).
-    Async on purpose: kopf runs sync handlers in threads, and other handlers iterate this."""
-    uid = body["metadata"]["uid"]
-    key = (body["metadata"]["namespace"], body["metadata"]["name"])
-    tenant_id = tenant_id_of(body)
-    if type == "DELETED":
-        memo.tenants.pop(uid, None)
-        memo.uids.pop(key, None)
-        claimants = memo.claims.get(tenant_id, set())
-        claimants.discard(uid)
-        for other in claimants:  # the next claimant may hold the tenant id now
-            memo.scheduler.wake_in(other, 0)
-        if not claimants:
-            memo.claims.pop(tenant_id, None)
-    else:
-        memo.tenants[uid] = Tenant(_slim(body))
-        memo.uids[key] = uid
-        claimants = memo.claims.setdefault(tenant_id, set())
-        claimants.add(uid)
-        if len(claimants) > 1:  # rare: wake a loser whose status does not say it lost yet
-            bodies = [memo.tenants[c].body for c in claimants if c in memo.tenants]
-            for loser in unflagged_losers(tenant_id, bodies):
-                memo.scheduler.wake_in(loser, 0)
-
-
-def _slim(body: kopf.Body) -> dict[str, Any]:
-    """What passes and the sweep read of a tenant: no managedFields, no kopf diff base (at
-    10,000 tenants those would be most of the operator's memory), compacted (see `_compact`)."""
-    meta = body["metadata"]
-    status = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
-    return _compact_mapping(
-        {
-            "apiVersion": api.API_VERSION,
-            "kind": api.KIND,
-            "metadata": {
-                "namespace": meta["namespace"],
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "generation": meta.get("generation"),
-                "creationTimestamp": meta.get("creationTimestamp"),
-                "deletionTimestamp": meta.get("deletionTimestamp"),
-                "annotations": {
-                    k: v
-                    for k, v in (meta.get("annotations") or {}).items()
-                    if k.startswith(api.GROUP)
-                },
-            },
-            "spec": body.get("spec") or {},
-            "status": status,
-        }
-    )
-
-
-INTERNED_UP_TO = 64  # characters: keys, condition types and reasons, model ids, modes
-
-
-def _compact(value: Any) -> Any:
-    """A deep copy sharing nothing with the watch event, its keys and short strings interned.
-
-    A JSON decoder shares equal strings within one document only, so 10,000 remembered
-    tenants would each carry their own "lastTransitionTime", "InvalidKey" and "gpt-4o";
-    interned, each exists once. The copy also lets the whole event be freed."""
-    if isinstance(value, Mapping):
-        return _compact_mapping(value)
-    if isinstance(value, list | tuple):
-        return [_compact(v) for v in value]
-    if isinstance(value, str) and len(value) <= INTERNED_UP_TO:
-        # A pass's status holds StrEnum members (Reason, Mode), which sys.intern refuses:
-        # str.__str__ gives the plain string the API server would have sent.
-        return sys.intern(str.__str__(value))
-    return value
-
-
-def _compact_mapping(mapping: Mapping[str, Any]) -> dict[str, Any]:
-    return {sys.intern(k): _compact(v) for k, v in mapping.items()}
+    """Keep the latest view of each tenant for scheduled passes, Secret events and the sweep
+    (no API calls). Async on purpose: kopf runs sync handlers in threads."""
+    book: TenantBook = memo.book
+    wake = book.forgot(body) if type == "DELETED" else book.saw(body)
+    for uid in wake:
+        memo.scheduler.wake_in(uid, 0)
 
 
 @kopf.on.event("", "v1", "secrets", labels={api.CREDENTIALS_LABEL: "true"})
@@ -306,7 +201,7 @@ async def credentials_changed(
     body: kopf.Body,
     type: str | None,
     memo: kopf.Memo,
-    **kwargs: Any,
+    **_: Any,
 ) -> None:
     """Wake tenants whose key Secret changed, by annotating them (never a create/update handler
     on Secrets: kopf would copy the Secret's data into its last-handled annotation). Only
@@ -321,11 +216,8 @@ async def credentials_changed(
     else:
         watched.put(namespace, secret_from_body(body))
     secret = watched.get(namespace, name)
-    index: kopf.Index[tuple[str, str], str] = kwargs["tenants_by_secret"]
-    for tenant_name in index.get((namespace, name), []):
-        tenant: Tenant | None = memo.tenants.get(memo.uids.get((namespace, tenant_name)))
-        if tenant is None:
-            continue  # not listed yet: its resume handler compares the keys when it is
+    book: TenantBook = memo.book
+    for tenant in book.readers(namespace, name):  # none if not listed yet: resume compares
         body_ = tenant.body
         first_pass_pending = not (body_.get("status") or {}).get("observedGeneration")
         if first_pass_pending and not memo.reconciler.lock(tenant.ref.uid).locked():
@@ -335,7 +227,7 @@ async def credentials_changed(
         ):
             continue
         await memo.reconciler.deps.kube.annotate_tenant(
-            namespace, tenant_name, {api.SECRETS_VERSION_ANNOTATION: version}
+            namespace, tenant.ref.name, {api.SECRETS_VERSION_ANNOTATION: version}
         )
 
 
@@ -370,7 +262,7 @@ async def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
 
 
 async def _full_pass(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
-    outcome = await _run_pass(memo.reconciler, _ref(body), body, trigger="event")
+    outcome = await _run_pass(memo.reconciler, tenant_ref(body), body, trigger="event")
     patch.status.update(outcome.status)
     _after_pass(memo, body, outcome, actor=_actor(body["metadata"]))
     if outcome.retry_after is not None:
@@ -390,7 +282,7 @@ async def _full_pass(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> Non
 async def _scheduled_pass(memo: kopf.Memo, uid: str) -> None:
     """A pass the scheduler or the sweep asked for: kopf did not start it, so its status is
     written here (a merge patch of the status subresource)."""
-    tenant: Tenant | None = memo.tenants.get(uid)
+    tenant: Tenant | None = memo.book.get(uid)
     if tenant is None:
         return
     body = tenant.body
@@ -424,14 +316,12 @@ def _after_pass(memo: kopf.Memo, body: Any, outcome: Outcome, *, actor: str | No
         _audit(body, event, actor=actor)
     uid = body["metadata"]["uid"]
     memo.scheduler.reschedule(uid, outcome.wake_after)
-    tenant: Tenant | None = memo.tenants.get(uid)
-    if tenant is not None:  # compacted too: a status patch that changes nothing brings no event
-        status = {**(tenant.body.get("status") or {}), **_compact_mapping(outcome.status)}
-        tenant.body = {**tenant.body, "status": status}
+    memo.book.merge_status(uid, outcome.status)
 
 
 def _known_tenants(memo: kopf.Memo) -> dict[str, dict[str, Any]]:
-    return {uid: t.body for uid, t in memo.tenants.items()}
+    book: TenantBook = memo.book
+    return book.bodies()
 
 
 @kopf.on.delete(*TLC)
@@ -441,9 +331,9 @@ async def delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) 
     annotations = body["metadata"].get("annotations") or {}
     abandon = annotations.get(api.ABANDON_GATEWAY_CLEANUP_ANNOTATION) == "true"
     try:
-        events = await reconciler.delete(_ref(body), abandon_gateway=abandon)
+        events = await reconciler.delete(tenant_ref(body), abandon_gateway=abandon)
     except GatewayError as exc:
-        status, delay = reconciler.deletion_blocked(_ref(body), body.get("status") or {}, exc)
+        status, delay = reconciler.deletion_blocked(tenant_ref(body), body.get("status") or {}, exc)
         patch.status.update(status)
         raise kopf.TemporaryError(str(exc), delay=delay) from None
     key = api.ABANDON_GATEWAY_CLEANUP_ANNOTATION
@@ -459,17 +349,6 @@ def _annotation_actor(meta: Any, annotation: str) -> str | None:
         if f"f:{annotation}" in (annotations or {}):
             return str(entry.get("manager"))
     return None
-
-
-def _ref(body: Any) -> TenantRef:
-    meta = body["metadata"]
-    return TenantRef(
-        meta["namespace"],
-        meta["name"],
-        meta["uid"],
-        int(meta.get("generation") or 0),
-        str(meta.get("creationTimestamp") or ""),
-    )
 
 
 def _rotate_request(body: Any) -> str | None:

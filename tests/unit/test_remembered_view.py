@@ -1,5 +1,5 @@
-"""Unit tests of the remembered view of a tenant (`memo.tenants`): what the watch handler keeps
-of each event, and that it keeps nothing of the event itself."""
+"""Unit tests of the remembered view of the tenants (`TenantBook`): what the watch handler keeps
+of each event, that it keeps nothing of the event itself, and the lookups beside it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from typing import Any
 import kopf
 
 from byok_operator import api
-from byok_operator.handlers import Tenant, _after_pass, _slim
+from byok_operator.handlers import _after_pass
 from byok_operator.scheduler import Scheduler
 from byok_operator.tenant import Outcome
+from byok_operator.tenant.book import TenantBook
+from byok_operator.tenant.book import slim as _slim
 
 
 def _event_text(name: str) -> str:
@@ -97,8 +99,10 @@ def test_a_pass_status_merged_into_the_view_is_plain_and_interned() -> None:
     """A pass builds its status with StrEnum members (condition reasons, the mode), which
     ``sys.intern`` refuses; the merge after a pass must still store plain, shared strings
     and keep every value the pass wrote (before the fix the handler raised here)."""
-    view = _slim(json.loads(_event_text("acme")))
-    memo = kopf.Memo(tenants={"uid-acme": Tenant(view)}, scheduler=Scheduler(_never_runs))
+    book = TenantBook()
+    book.saw(json.loads(_event_text("acme")))
+    view = book.bodies()["uid-acme"]
+    memo = kopf.Memo(book=book, scheduler=Scheduler(_never_runs))
     condition = {
         "type": api.ConditionType.READY,
         "reason": api.Reason.GATEWAY_ERROR,
@@ -106,7 +110,7 @@ def test_a_pass_status_merged_into_the_view_is_plain_and_interned() -> None:
     }
     status = {"mode": api.Mode.PLATFORM, "conditions": [condition], "gatewayRevision": 3}
     _after_pass(memo, view, Outcome(status=status), actor=None)
-    merged = memo.tenants["uid-acme"].body["status"]
+    merged = book.bodies()["uid-acme"]["status"]
     assert merged["conditions"] == [{"type": "Ready", "reason": "GatewayError", "status": "False"}]
     assert merged["mode"] == "Platform"
     assert merged["gatewayRevision"] == 3
@@ -118,3 +122,52 @@ def test_a_pass_status_merged_into_the_view_is_plain_and_interned() -> None:
 
 async def _never_runs(uid: str) -> None:
     raise AssertionError(f"no pass should run in this test ({uid})")
+
+
+def _tenant(name: str, *, secrets: tuple[str, ...] = ("keys",), **meta: Any) -> dict[str, Any]:
+    providers = {f"p{i}": {"secretRef": {"name": s}} for i, s in enumerate(secrets)}
+    return {
+        "metadata": {"namespace": "team-a", "name": name, "uid": f"uid-{name}", **meta},
+        "spec": {"mode": "BYOK", "providers": providers},
+    }
+
+
+def test_a_secret_finds_the_tenants_that_read_it_and_follows_spec_changes() -> None:
+    book = TenantBook()
+    book.saw(_tenant("acme", secrets=("keys", "more-keys")))
+    book.saw(_tenant("initech", secrets=("keys",)))
+    assert [t.ref.name for t in book.readers("team-a", "keys")] == ["acme", "initech"]
+    assert [t.ref.name for t in book.readers("team-a", "more-keys")] == ["acme"]
+    assert book.readers("team-b", "keys") == []  # a Secret of the same name elsewhere
+
+    book.saw(_tenant("acme", secrets=("new-keys",)))  # the spec moved to another Secret
+    assert [t.ref.name for t in book.readers("team-a", "keys")] == ["initech"]
+    assert book.readers("team-a", "more-keys") == []
+    assert [t.ref.name for t in book.readers("team-a", "new-keys")] == ["acme"]
+
+    book.forgot(_tenant("initech"))
+    assert book.readers("team-a", "keys") == []
+    assert book.named("team-a", "initech") is None
+    assert book.named("team-a", "acme") is not None
+    assert len(book) == 1
+
+
+def test_rival_claims_of_a_tenant_id_are_woken_and_follow_a_changed_id() -> None:
+    """Two provisioned resources claiming one tenant id: the younger is woken to learn it
+    lost; when the holder goes, the rest are woken (the next one may hold it now)."""
+    book = TenantBook()
+    older = _tenant("acme", creationTimestamp="2026-01-01T00:00:00Z")
+    younger = _tenant("acme-copy", creationTimestamp="2026-02-01T00:00:00Z")
+    for body in (older, younger):
+        body["spec"]["tenantId"] = "acme"
+        body["status"] = {"virtualKey": {"secretName": "x"}}
+    assert book.saw(older) == []
+    assert book.saw(younger) == ["uid-acme-copy"]
+    assert {b["metadata"]["name"] for b in book.claimants("acme")} == {"acme", "acme-copy"}
+
+    assert book.forgot(older) == ["uid-acme-copy"]
+
+    younger["spec"]["tenantId"] = "other"  # a changed id leaves its old claim
+    book.saw(younger)
+    assert book.claimants("acme") == []
+    assert [b["metadata"]["name"] for b in book.claimants("other")] == ["acme-copy"]
