@@ -22,6 +22,7 @@ from byok_operator.core.boundaries import platform_model_problems
 from byok_operator.core.schedule import is_settled, next_due, seconds_until
 from byok_operator.core.vault import TenantRef
 from byok_operator.crypto import VaultConfigError
+from byok_operator.diffbase import LeanStatusDiffBaseStorage
 from byok_operator.gateway import GatewayError, LiteLLMGateway
 from byok_operator.kube import (
     Kube,
@@ -60,7 +61,7 @@ async def startup(
     # (secrets-version, rotate-virtual-key) must wake the update handler. The diff-base goes
     # into a typed status field, so a finished pass is one status patch, not two patches.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=api.KOPF_PREFIX)
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
+    settings.persistence.diffbase_storage = LeanStatusDiffBaseStorage(
         field="status.kopf.lastHandledConfiguration"
     )
     # Only labelled key Secrets are sent by the API server (server-side, not filtered here).
