@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import socket
-import statistics
 import subprocess
 import sys
 import time
 
 import httpx
+from cpu_figures import print_ratios, process_cpu
 
 from byok_operator.gateway.transport import AiohttpTransport, HttpxTransport, Transport
 
@@ -39,11 +38,6 @@ app = web.Application()
 app.router.add_route("*", "/{tail:.*}", answer)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
 """
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _free_port() -> int:
@@ -72,10 +66,10 @@ async def _measure(transport: Transport, calls: int) -> float:
 
     try:
         await one()  # the connection pool warms up
-        started = _cpu()
+        started = process_cpu()
         for first in range(0, calls, CONCURRENCY):
             await asyncio.gather(*(one() for _ in range(min(CONCURRENCY, calls - first))))
-        return (_cpu() - started) / calls * 1000
+        return (process_cpu() - started) / calls * 1000
     finally:
         await transport.aclose()
 
@@ -101,14 +95,8 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
-    ours = statistics.median(figures["aiohttp"])
-    print(f"CPU-ms per admin call, {args.calls} calls x {args.rounds} rounds, median (min-max):")
-    for name, values in figures.items():
-        median = statistics.median(values)
-        print(
-            f"  {name:8s} {median:6.3f} ({min(values):.3f}-{max(values):.3f})"
-            f"  {median / ours:5.2f}x aiohttp"
-        )
+    title = f"CPU-ms per admin call, {args.calls} calls x {args.rounds} rounds"
+    print_ratios(title, figures, baseline="aiohttp")
 
 
 if __name__ == "__main__":

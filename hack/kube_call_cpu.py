@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import ssl
-import statistics
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from cpu_figures import print_ratios, process_cpu
 from kubernetes import client
 from kubernetes import config as kube_config
 
@@ -29,11 +28,6 @@ from byok_operator.kube import Kube
 
 CONCURRENCY = 16
 Create = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def _secret(namespace: str, name: str) -> dict[str, Any]:
@@ -48,11 +42,11 @@ def _secret(namespace: str, name: str) -> dict[str, Any]:
 
 async def _timed(create: Create, namespace: str, tag: str, calls: int) -> float:
     await create(_secret(namespace, f"{tag}-warm-up"))  # connections and TLS set up
-    started = _cpu()
+    started = process_cpu()
     for first in range(0, calls, CONCURRENCY):
         batch = range(first, min(calls, first + CONCURRENCY))
         await asyncio.gather(*(create(_secret(namespace, f"{tag}-{i}")) for i in batch))
-    return (_cpu() - started) / calls * 1000
+    return (process_cpu() - started) / calls * 1000
 
 
 async def _operator_client(configuration: client.Configuration, ns: str, tag: str, n: int) -> float:
@@ -125,14 +119,8 @@ def main() -> None:
                 figures[name].append(ms)
     finally:
         _cleanup(configuration, args.namespace)
-    ours = statistics.median(figures["operator (aiohttp)"])
-    print(f"CPU-ms per Secret create, {args.calls} calls x {args.rounds} rounds, median (min-max):")
-    for name, values in figures.items():
-        median = statistics.median(values)
-        print(
-            f"  {name:20s} {median:6.3f} ({min(values):.3f}-{max(values):.3f})"
-            f"  {median / ours:5.2f}x the operator's client"
-        )
+    title = f"CPU-ms per Secret create, {args.calls} calls x {args.rounds} rounds"
+    print_ratios(title, figures, baseline="operator (aiohttp)")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
-import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from cpu_figures import process_cpu, spread
 
 from byok_dev.provider_stub import ProviderStub
 from byok_operator.providers.anthropic import AnthropicModelLister
@@ -27,17 +27,12 @@ from byok_operator.providers.listing import SdkModelLister
 from byok_operator.providers.openai import OpenAIModelLister
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def _round(lister: SdkModelLister, prefix: str, keys: int) -> tuple[float, float]:
     await lister.list_models(f"{prefix}warm-up-key")  # the pool's first connection and SSL setup
-    cpu, wall = _cpu(), time.perf_counter()
+    cpu, wall = process_cpu(), time.perf_counter()
     for i in range(keys):
         await lister.list_models(f"{prefix}tenant-{i:06d}-abcdefghijklmnop")
-    return (_cpu() - cpu) / keys * 1000, (time.perf_counter() - wall) / keys * 1000
+    return (process_cpu() - cpu) / keys * 1000, (time.perf_counter() - wall) / keys * 1000
 
 
 async def _measure(provider: str, base_url: str, keys: int) -> tuple[float, float]:
@@ -48,10 +43,6 @@ async def _measure(provider: str, base_url: str, keys: int) -> tuple[float, floa
         lister, prefix = AnthropicModelLister(base_url=base_url), "sk-ant-"
     async with lister:
         return await _round(lister, prefix, keys)
-
-
-def _summary(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def main() -> None:
@@ -70,7 +61,7 @@ def main() -> None:
         ]
     print(
         f"{args.provider}: {args.keys} keys x {args.rounds} rounds; per listing, median (min-max): "
-        f"CPU {_summary([r[0] for r in rounds])} ms, wall {_summary([r[1] for r in rounds])} ms"
+        f"CPU {spread([r[0] for r in rounds])} ms, wall {spread([r[1] for r in rounds])} ms"
     )
 
 

@@ -11,7 +11,9 @@ SDK behaviour this module relies on (anthropic 2.x, read from its source):
   `after_id` (the previous page's `last_id`) until `has_more` is false. A page size of 1000
   keeps it to one request. The raw answer is read (see `listing.model_ids`).
 - Building a client creates an SSL context (~40 ms of blocking CPU), so one pooled client is
-  kept and a cheap per-key copy is derived with `with_options`.
+  kept and a cheap per-key copy is derived with `with_options`. The key must not travel as
+  a per-request header: this SDK logs each request's own headers at DEBUG, unredacted
+  (the canary test in tests/unit/test_providers.py caught it).
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class AnthropicModelLister(SdkModelLister):
             timeout=self._timeout,
         )
 
-    async def _model_ids(self, client: Any) -> set[str]:
+    async def _model_ids(self, pool: Any, key: str) -> set[str]:
+        client = pool.with_options(api_key=key)
         ids: set[str] = set()
         after: dict[str, str] = {}
         while True:

@@ -1,5 +1,5 @@
-"""What the OpenAI and Anthropic model listers share: one pooled SDK client, per-key copies,
-and the mapping of SDK exceptions onto the error taxonomy.
+"""What the OpenAI and Anthropic model listers share: one pooled SDK client, and the mapping
+of SDK exceptions onto the error taxonomy.
 
 Both SDKs are generated from the same template, so their exception classes
 (`APITimeoutError`, `APIConnectionError`, `APIStatusError`) and client options line up.
@@ -17,7 +17,7 @@ from byok_operator.providers import errors
 from byok_operator.providers.errors import KeyValidationError
 
 DEFAULT_TIMEOUT = 10.0
-# The pooled client never sends a request itself; each call uses a copy carrying the real key.
+# The pooled client's own key is never sent: each request carries the tenant's key.
 POOL_PLACEHOLDER_KEY = "byok-operator-connection-pool"
 
 
@@ -40,7 +40,7 @@ class SdkModelLister(ABC):
     """Lists models per key over one shared connection pool. Close it with `aclose()`.
 
     Building an SDK client creates an SSL context (~40 ms of blocking CPU), so one pooled
-    client is kept and a cheap per-key copy is derived with `with_options`.
+    client is kept; each subclass says how a request carries the tenant's key.
     """
 
     provider: Provider
@@ -56,29 +56,29 @@ class SdkModelLister(ABC):
         """The SDK client every per-key copy derives from."""
 
     @abstractmethod
-    async def _model_ids(self, client: Any) -> set[str]:
-        """Every model id the client's key may use (all pages)."""
+    async def _model_ids(self, pool: Any, key: str) -> set[str]:
+        """Every model id ``key`` may use (all pages), over the pooled client."""
 
     @staticmethod
     @abstractmethod
     def _error_code(exc: Any) -> str | None:
         """The provider's error code from an `APIStatusError`."""
 
-    def _client(self, key: str) -> Any:
+    def _client(self) -> Any:
         if self._pool is None:
             self._pool = self._new_pool()
-        return self._pool.with_options(api_key=key)
+        return self._pool
 
     async def list_models(self, key: str) -> list[str]:
         """The ids of the models `key` can use, sorted. Raises `KeyValidationError`."""
         fp = fingerprint(key)
-        client = self._client(key)
+        client = self._client()
         base_url = str(client.base_url)
         # The SDK's exception texts can echo the key, so the mapped error is raised outside
         # the `except` blocks: no traceback or `__context__` leads back to them.
         error: KeyValidationError
         try:
-            return sorted(await self._model_ids(client))
+            return sorted(await self._model_ids(client, key))
         except self.sdk.APITimeoutError:
             error = errors.timed_out(self.provider, fp, base_url=base_url, timeout=self._timeout)
         except self.sdk.APIConnectionError as exc:

@@ -6,7 +6,11 @@ SDK behaviour this module relies on (openai 3.x, read from its source):
   / `OpenAI-Project` headers with every request. Those belong to the platform, never to a
   tenant's key (OpenAI answers 401 mismatched_organization), so they are dropped here.
 - Building a client creates an SSL context (~40 ms of blocking CPU). `OpenAIModelLister`
-  therefore keeps one pooled client and derives a cheap per-key copy with `with_options`.
+  therefore keeps one pooled client; each request carries its key as its own
+  `Authorization` header, which the SDK sends as given and redacts in its debug log
+  (`SensitiveHeadersFilter`). A per-key copy (`with_options`) would cost a client
+  construction per key and, on its first request, a worker-thread hop for the platform
+  headers.
 - `models.list()` is one page (no cursor); its raw answer is read (see `listing.model_ids`).
 """
 
@@ -30,21 +34,19 @@ class OpenAIModelLister(SdkModelLister):
     sdk = sdk
 
     def _new_pool(self) -> sdk.AsyncOpenAI:
-        return sdk.AsyncOpenAI(
+        client = sdk.AsyncOpenAI(
             api_key=POOL_PLACEHOLDER_KEY,
             base_url=self._base_url,
             max_retries=0,
             timeout=self._timeout,
         )
-
-    def _client(self, key: str) -> Any:
-        client = super()._client(key)
         client.organization = None  # the platform's, never the tenant's (see above)
         client.project = None
         return client
 
-    async def _model_ids(self, client: Any) -> set[str]:
-        response = await client.models.with_raw_response.list()
+    async def _model_ids(self, pool: Any, key: str) -> set[str]:
+        auth = {"Authorization": f"Bearer {key}"}
+        response = await pool.models.with_raw_response.list(extra_headers=auth)
         return model_ids(response.http_response.json())
 
     @staticmethod
