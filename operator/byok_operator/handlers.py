@@ -44,6 +44,7 @@ from byok_operator.tenant.provisioning import gateway_warnings
 TLC = (api.GROUP, api.VERSION, api.PLURAL)
 # Who acted, in audit records of what the operator did on its own (repairs, schedules).
 PERIODIC_ACTOR = f"{api.MANAGER} (periodic pass)"
+WORKER_IDLE_TIMEOUT = 0.5  # seconds; see startup()
 SHUTDOWN_GRACE = 20.0  # seconds; the chart's terminationGracePeriodSeconds leaves room for it
 
 
@@ -88,6 +89,10 @@ async def startup(
     except (SettingsError, VaultConfigError) as exc:
         raise kopf.PermanentError(f"byok-operator cannot start: {exc}") from None
     settings.queueing.worker_limit = 2 * config.max_concurrent_reconciles
+    # A kopf worker outlives its object's last event by this long, holding one of those slots
+    # (kopf's default: 5 s). At 5 s the slots turned over slower than a wave of new key
+    # Secrets arrived, and the waiting objects' watch events piled up in memory.
+    settings.queueing.idle_timeout = WORKER_IDLE_TIMEOUT
     # At a stop (SIGTERM, a lost Lease) a pass in flight may finish (kopf's default: 2 s).
     settings.queueing.exit_timeout = SHUTDOWN_GRACE
     gateway = LiteLLMGateway(
