@@ -28,6 +28,7 @@ from byok_operator.maintenance import Maintenance
 from byok_operator.providers import KeyValidator
 from byok_operator.settings import Settings
 from byok_operator.tenant import Reconciler
+from byok_operator.tenant.book import tenant_ref
 from byok_operator.tenant.reconciler import Deps, Outcome
 from doubles.cluster import MemoryCluster, merge_patch
 from doubles.litellm_admin import LiteLLMAdminDouble, token_of
@@ -139,14 +140,7 @@ class World:
 
     @staticmethod
     def ref(body: Mapping[str, Any]) -> TenantRef:
-        meta = body["metadata"]
-        return TenantRef(
-            meta["namespace"],
-            meta["name"],
-            meta["uid"],
-            meta["generation"],
-            meta["creationTimestamp"],
-        )
+        return tenant_ref(body)
 
     def _known(self) -> dict[str, dict[str, Any]]:
         return {b["metadata"]["uid"]: b for b in self.cluster.tenants.values()}
