@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from byok_operator import api, metrics
@@ -77,8 +78,10 @@ class GatewaySnapshot:
     teams: list[TeamInfo]
     credentials: list[CredentialInfo]
 
-    @property
+    @cached_property
     def credential_names(self) -> set[str]:
+        """Built once per snapshot: asked per tenant, a plain property made the sweep quadratic
+        (10,000 tenants x 5,000 credentials, seconds of CPU per sweep)."""
         return {c.name for c in self.credentials}
 
 
