@@ -3,9 +3,12 @@
 The calls go over one aiohttp session on the operator's event loop, the HTTP client kopf itself
 runs on. The official client only loads the configuration (in-cluster ServiceAccount or
 kubeconfig, with every auth form it knows: client certificates, tokens, exec plugins), and its
-token refresh hook runs per request. Neither its synchronous transport (worker threads, urllib3,
-model serialization; its pool of 10 overflowed and reopened TLS connections) nor httpx is used
-here: a Secret create over TLS cost 4.2 CPU-ms with httpx against 0.49 with aiohttp
+token refresh hook supplies the token: at most every TOKEN_REUSE seconds, and again at once
+when the API server answers 401 (the call is then retried once). Run per request, the
+kubeconfig loader's hook re-derived the proxy from the whole environment on every call
+(`hack/kube_call_cpu.py`: 0.71-0.80 -> 0.51-0.55 CPU-ms per Secret create). Neither the
+official client's synchronous transport (worker threads, urllib3, model serialization; its
+pool of 10 overflowed and reopened TLS connections) nor httpx is used here: a Secret create over TLS cost 4.2 CPU-ms with httpx against 0.49 with aiohttp
 (`hack/kube_call_cpu.py`), and these calls were a sixth of the operator's CPU.
 
 Answers are read as plain JSON: the operator needs a field or two of each. Listings go in pages
@@ -41,6 +44,7 @@ LIST_PAGE = 500  # objects per list call (the API server's own chunking, `limit`
 METADATA_ONLY = {"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"}
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 REQUEST_TIMEOUT = 30.0  # seconds per call, as kopf's own (settings.networking.request_timeout)
+TOKEN_REUSE = 10.0  # seconds a token from the refresh hook is reused (a 401 refreshes at once)
 
 
 def load_configuration() -> client.Configuration:
@@ -191,6 +195,8 @@ class Kube:
         self._proxy = configuration.proxy or None
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self._token: str | None = None
+        self._token_until = float("-inf")
 
     @classmethod
     def from_kubeconfig(cls, path: Path | str) -> Kube:
@@ -225,34 +231,58 @@ class Kube:
     ) -> dict[str, Any]:
         """One call; its answer as the API server's JSON. Raises _Refused for an error status,
         KubeError when the API server cannot be reached or does not answer in time."""
-        configuration = self._configuration
         sent = dict(headers or {})
         if body is not None:
             sent.setdefault("Content-Type", "application/json")
-        # The refresh hook re-reads a rotated ServiceAccount token, or re-runs an exec plugin.
-        token = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+        data = json.dumps(body).encode() if body is not None else None
+        status, reason, content = await self._send(method, path, params, data, sent, fresh=False)
+        if status == 401:  # a rotated ServiceAccount token, an expired exec-plugin token
+            status, reason, content = await self._send(method, path, params, data, sent, fresh=True)
+        if status >= 400:
+            raise _Refused(status, reason)
+        answer: dict[str, Any] = json.loads(content) if content else {}
+        return answer
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str | int] | None,
+        data: bytes | None,
+        headers: dict[str, str],
+        *,
+        fresh: bool,
+    ) -> tuple[int, str, bytes]:
+        token = self._authorization(fresh=fresh)
         if token:
-            sent["Authorization"] = token
+            headers = {**headers, "Authorization": token}
         try:
             async with self._open().request(
                 method,
                 self._host + path,
                 params=params,
-                data=json.dumps(body).encode() if body is not None else None,
-                headers=sent,
+                data=data,
+                headers=headers,
                 proxy=self._proxy,
             ) as response:
-                content = await response.read()
+                return response.status, response.reason or "", await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(
                 f"{method} {path} failed: no answer from the Kubernetes API server "
                 f"({type(exc).__name__}); retrying. If it persists, check that the API server "
                 "is up and reachable from the operator (its kubeconfig or in-cluster address)."
             ) from None
-        if response.status >= 400:
-            raise _Refused(response.status, response.reason or "")
-        answer: dict[str, Any] = json.loads(content) if content else {}
-        return answer
+
+    def _authorization(self, *, fresh: bool) -> str | None:
+        """The Authorization header: the refresh hook re-reads a rotated ServiceAccount token
+        or re-runs an exec plugin; its answer is reused for TOKEN_REUSE seconds."""
+        now = asyncio.get_running_loop().time()
+        if fresh or now >= self._token_until:
+            self._token = self._configuration.get_api_key_with_prefix(
+                "BearerToken", alias="authorization"
+            )
+            self._token_until = now + TOKEN_REUSE
+        return self._token
 
     async def _pages(
         self, path: str, *, params: Mapping[str, str] | None = None, **options: Any
