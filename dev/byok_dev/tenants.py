@@ -82,10 +82,7 @@ class Tenants:
         self.cluster.server_side_apply(objects, field_manager=None, timeout=60)
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        result = self.cluster.kubectl(
-            "get", "tlc", name, "-n", namespace, "-o", "json", check=False
-        )
-        return json.loads(result.stdout) if result.returncode == 0 else None
+        return self.cluster.read(f"/apis/{API_VERSION}/namespaces/{namespace}/{api.PLURAL}/{name}")
 
     def condition(self, namespace: str, name: str, kind: str = "Ready") -> dict[str, Any]:
         return condition_of(self.get(namespace, name) or {}, kind)
@@ -120,12 +117,10 @@ class Tenants:
         )
 
     def virtual_key(self, namespace: str, name: str) -> str | None:
-        result = self.cluster.kubectl(
-            "get", "secret", f"{name}-llm-gateway", "-n", namespace, "-o", "json", check=False
-        )
-        if result.returncode != 0:
+        secret = self.cluster.read(f"/api/v1/namespaces/{namespace}/secrets/{name}-llm-gateway")
+        if secret is None:
             return None
-        data = json.loads(result.stdout).get("data") or {}
+        data = secret.get("data") or {}
         raw = data.get("LITELLM_API_KEY")
         return base64.b64decode(raw).decode() if raw else None
 
@@ -143,8 +138,9 @@ class Tenants:
         )
 
     def events(self, namespace: str) -> list[dict[str, Any]]:
-        result = self.cluster.kubectl("get", "events", "-n", namespace, "-o", "json")
-        return list(json.loads(result.stdout)["items"])
+        return list(
+            (self.cluster.read(f"/api/v1/namespaces/{namespace}/events") or {}).get("items") or []
+        )
 
     def admin(self, method: str, path: str, **kwargs: Any) -> Any:
         response = httpx.request(

@@ -853,7 +853,10 @@ class Scenario:
 
     def all_deleted(self) -> bool:
         return not any(
-            json.loads(self.cluster.kubectl("get", "tlc", "-n", ns, "-o", "json").stdout)["items"]
+            (
+                self.cluster.read(f"/apis/llm.byok.io/v1alpha1/namespaces/{ns}/tenantllmconfigs")
+                or {}
+            ).get("items")
             for ns in self.namespaces
         )
 
