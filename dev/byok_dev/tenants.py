@@ -95,8 +95,13 @@ class Tenants:
         kind: str = "Ready",
         status: str = "True",
         reason: str | None = None,
+        containing: str | None = None,
         timeout: float = 60,
     ) -> dict[str, Any]:
+        """The tenant once its ``kind`` condition, written for its current generation, has this
+        status (and reason; and a message ``containing`` this, to wait past a transitional
+        state with the same reason)."""
+
         def probe() -> dict[str, Any] | None:
             obj = self.get(namespace, name) or {}
             cond = condition_of(obj, kind)
@@ -105,6 +110,7 @@ class Tenants:
                 fresh
                 and cond.get("status") == status
                 and (reason is None or cond.get("reason") == reason)
+                and (containing is None or containing in str(cond.get("message")))
             ):
                 return obj
             return None
@@ -112,7 +118,7 @@ class Tenants:
         return wait_for(
             probe,
             timeout=timeout,
-            what=f"{namespace}/{name} {kind}={status} {reason or ''}",
+            what=f"{namespace}/{name} {kind}={status} {reason or ''} {containing or ''}",
             describe=lambda: json.dumps((self.get(namespace, name) or {}).get("status"), indent=1),
         )
 
