@@ -83,10 +83,9 @@ def _maintenance(tenants: int) -> tuple[Maintenance, GatewaySnapshot]:
 
 async def _round(tenants: int) -> float:
     maintenance, snapshot = _maintenance(tenants)
-    fresh = GatewaySnapshot(snapshot.keys, snapshot.teams, snapshot.credentials)
     cpu = process_cpu()
-    drifted, strays = await maintenance._check_tenants(fresh, time.monotonic(), {})
-    updates = await maintenance._refresh_spend(fresh)
+    drifted, strays = await maintenance._check_tenants(snapshot, time.monotonic(), {})
+    updates = await maintenance._refresh_spend(snapshot)
     spent = process_cpu() - cpu
     if drifted or strays or updates:
         raise SystemExit("the synthetic tenants should be settled: the figure would be wrong")

@@ -33,6 +33,12 @@ def canary(provider: str) -> str:
     return f"{prefix}canary-{secrets.token_hex(16)}"
 
 
+def tenants_path(namespace: str, name: str = "") -> str:
+    """The API path of a namespace's TenantLLMConfigs, or of one of them."""
+    path = f"/apis/{API_VERSION}/namespaces/{namespace}/{api.PLURAL}"
+    return f"{path}/{name}" if name else path
+
+
 def tenant_manifest(
     namespace: str, name: str, spec: Mapping[str, Any], labels: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
@@ -82,7 +88,7 @@ class Tenants:
         self.cluster.server_side_apply(objects, field_manager=None, timeout=60)
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.cluster.read(f"/apis/{API_VERSION}/namespaces/{namespace}/{api.PLURAL}/{name}")
+        return self.cluster.read(tenants_path(namespace, name))
 
     def condition(self, namespace: str, name: str, kind: str = "Ready") -> dict[str, Any]:
         return condition_of(self.get(namespace, name) or {}, kind)

@@ -8,8 +8,9 @@ when the API server answers 401 (the call is then retried once). Run per request
 kubeconfig loader's hook re-derived the proxy from the whole environment on every call
 (`hack/kube_call_cpu.py`: 0.71-0.80 -> 0.51-0.55 CPU-ms per Secret create). Neither the
 official client's synchronous transport (worker threads, urllib3, model serialization; its
-pool of 10 overflowed and reopened TLS connections) nor httpx is used here: a Secret create over TLS cost 4.2 CPU-ms with httpx against 0.49 with aiohttp
-(`hack/kube_call_cpu.py`), and these calls were a sixth of the operator's CPU.
+pool of 10 overflowed and reopened TLS connections) nor httpx is used here: a Secret create
+over TLS cost 4.2 CPU-ms with httpx against 0.49 with aiohttp (`hack/kube_call_cpu.py`), and
+these calls were a sixth of the operator's CPU.
 
 Answers are read as plain JSON: the operator needs a field or two of each. Listings go in pages
 of LIST_PAGE, so a sweep over 10,000 tenants never holds more than one page of the API server's

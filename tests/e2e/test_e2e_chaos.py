@@ -57,7 +57,14 @@ from byok_dev.cluster import Cluster, delete_namespace
 from byok_dev.litellm import LiteLLMTestbed, restart
 from byok_dev.operator import OPERATOR_NAMESPACE, PLATFORM_KEY, OperatorProcess
 from byok_dev.provider_stub import ProviderStub, fingerprint_of
-from byok_dev.tenants import Tenants, canary, key_secret_manifest, leaks, tenant_manifest
+from byok_dev.tenants import (
+    Tenants,
+    canary,
+    key_secret_manifest,
+    leaks,
+    tenant_manifest,
+    tenants_path,
+)
 from byok_dev.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.gateway]
@@ -853,11 +860,7 @@ class Scenario:
 
     def all_deleted(self) -> bool:
         return not any(
-            (
-                self.cluster.read(f"/apis/llm.byok.io/v1alpha1/namespaces/{ns}/tenantllmconfigs")
-                or {}
-            ).get("items")
-            for ns in self.namespaces
+            (self.cluster.read(tenants_path(ns)) or {}).get("items") for ns in self.namespaces
         )
 
     # --- probes: None when the tenant is where the phase should leave it -------------------
